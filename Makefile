@@ -1,0 +1,34 @@
+# billsync — every target installs what it needs itself and is safe to run again.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup check test test-unit demo demo-down stack-up stack-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install billsync with its dev tools
+
+check: setup ## lint (ruff) and type-check (mypy)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test-unit: setup ## unit tests only (no services)
+	$(BIN)/pytest -m "not integration and not e2e and not chaos"
+
+test: setup ## every test tier; the integration fixture installs and starts the local stack
+	$(BIN)/pytest
+
+clean: ## remove the venv and caches (not the stack: see `billsync stack down --purge`)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Debezium connector configurations as code, and the Connect REST client."""

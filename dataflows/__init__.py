@@ -1,0 +1,1 @@
+"""The billing dataflow: typed CDC edge, pure billing core, Bytewax wiring."""

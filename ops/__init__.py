@@ -1,0 +1,1 @@
+"""Operations: the local stack, settings, the `billsync` CLI and its commands."""

@@ -1,0 +1,1 @@
+"""Sub-command groups of the `billsync` CLI, one module each."""

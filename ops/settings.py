@@ -1,0 +1,84 @@
+"""The one settings object of a billsync process.
+
+Only this module reads the environment. Values come, in order of precedence, from:
+1. the process environment (``BILLSYNC_*``, plus the six connection names of SPEC section 5:
+   ``PSA_DB_URL``, ``CRM_DB_URL``, ``ERP_DB_URL``, ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``,
+   ``CONNECT_URL``);
+2. ``<stack_dir>/stack.env``, written by ``billsync stack up`` for the local stack;
+3. the defaults below (the local stack's ports on 127.0.0.1).
+
+Secrets (database URLs carry passwords) are ``SecretStr``: they never print in a repr or a log.
+The object is frozen; unknown ``BILLSYNC_*`` names are refused (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BILLSYNC_"
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name, ENV_PREFIX + name)
+
+
+class Settings(BaseSettings):
+    """Every tunable of billsync. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        env_file_encoding="utf-8",
+        populate_by_name=True,
+    )
+
+    # --- where the local stack keeps its state -----------------------------------------
+    stack_dir: Path = Path(".stack")
+
+    # --- connections (SPEC section 5 names) ---------------------------------------------
+    psa_db_url: SecretStr | None = Field(default=None, validation_alias=_alias("PSA_DB_URL"))
+    crm_db_url: SecretStr | None = Field(default=None, validation_alias=_alias("CRM_DB_URL"))
+    erp_db_url: SecretStr | None = Field(default=None, validation_alias=_alias("ERP_DB_URL"))
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", validation_alias=_alias("KAFKA_BOOTSTRAP")
+    )
+    schema_registry_url: str = Field(
+        default="http://127.0.0.1:8081/apis/ccompat/v7",
+        validation_alias=_alias("SCHEMA_REGISTRY_URL"),
+    )
+    connect_url: str = Field(
+        default="http://127.0.0.1:8083", validation_alias=_alias("CONNECT_URL")
+    )
+
+    def require(self, name: str) -> str:
+        """The secret value of a connection setting, or a clear error if it is not set."""
+        from dataflows.errors import ConfigError
+
+        value = getattr(self, name)
+        if value is None:
+            env = name.upper()
+            raise ConfigError(
+                f"{env} is not set",
+                field=env,
+                fix="start the local stack (`billsync stack up`) or export "
+                f"{env} (see `billsync stack env`)",
+            )
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def stack_dir_from_env() -> Path:
+    """The stack directory before settings exist (to locate ``stack.env``)."""
+    return Path(os.environ.get(ENV_PREFIX + "STACK_DIR", ".stack"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    env_file = stack_dir_from_env() / "stack.env"
+    return Settings(_env_file=env_file if env_file.exists() else None)  # type: ignore[call-arg]  # pydantic-settings init kwarg not in the model signature

@@ -1,0 +1,1 @@
+"""Avro schemas of every topic billsync writes, and their registry operations."""

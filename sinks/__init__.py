@@ -1,0 +1,1 @@
+"""Outputs: ERP tables (SQLAlchemy) and delivery-checked Kafka topics."""
