@@ -1,0 +1,1 @@
+"""The typed CDC edge: Debezium envelopes in, typed ``Change`` objects out."""
