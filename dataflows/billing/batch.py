@@ -1,0 +1,120 @@
+"""The whole target state from full tables: the test oracle and ``billsync recon audit``.
+
+Deliberately simple: classify every item, group candidates by contract, allocate each
+contract at once. It shares only :mod:`rules` and :mod:`allocation` with the incremental
+engine, none of its bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from dataflows.billing.allocation import allocate
+from dataflows.billing.mappings import Mappings
+from dataflows.billing.rules import Candidate, classify_milestone, classify_timesheet, schedule_line
+from dataflows.billing.target import LineKey, LineTarget, ScheduleLine
+from dataflows.model import (
+    ROW_TYPES,
+    Account,
+    Contract,
+    ContractAmendment,
+    ContractRate,
+    Employee,
+    Milestone,
+    Project,
+    Row,
+    Timesheet,
+)
+
+
+@dataclass(frozen=True)
+class World:
+    """The current rows of every source table: table name -> {primary key as text: row}."""
+
+    tables: dict[str, dict[str, Row]] = field(default_factory=dict)
+
+    @staticmethod
+    def of(rows: Iterable[Row]) -> World:
+        tables: dict[str, dict[str, Row]] = {name: {} for name in ROW_TYPES}
+        for row in rows:
+            tables[row.TABLE][row.key] = row
+        return World(tables)
+
+    def table(self, name: str) -> dict[str, Row]:
+        return self.tables.get(name, {})
+
+    def rows(self) -> Iterator[Row]:
+        for rows in self.tables.values():
+            yield from rows.values()
+
+
+class _Lookup:
+    """The rules' :class:`~dataflows.billing.rules.Context` over a :class:`World`."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+        self._pending: set[str] = set()
+        self._rates: dict[str, list[ContractRate]] = defaultdict(list)
+        for row in world.table("contract_amendments").values():
+            assert isinstance(row, ContractAmendment)
+            if row.status == "pending" and row.contract_id is not None:
+                self._pending.add(row.contract_id)
+        for row in world.table("contract_rates").values():
+            assert isinstance(row, ContractRate)
+            if row.contract_id is not None:
+                self._rates[row.contract_id].append(row)
+
+    def project(self, project_id: str | None) -> Project | None:
+        row = self._w.table("projects").get(project_id) if project_id is not None else None
+        return row if isinstance(row, Project) else None
+
+    def employee(self, employee_id: str | None) -> Employee | None:
+        row = self._w.table("employees").get(employee_id) if employee_id is not None else None
+        return row if isinstance(row, Employee) else None
+
+    def contract(self, contract_id: str | None) -> Contract | None:
+        row = self._w.table("contracts").get(contract_id) if contract_id is not None else None
+        return row if isinstance(row, Contract) else None
+
+    def account(self, account_id: str | None) -> Account | None:
+        row = self._w.table("accounts").get(account_id) if account_id is not None else None
+        return row if isinstance(row, Account) else None
+
+    def amendment_pending(self, contract_id: str) -> bool:
+        return contract_id in self._pending
+
+    def rates(self, contract_id: str) -> Iterable[ContractRate]:
+        return self._rates.get(contract_id, ())
+
+
+def compute_targets(
+    world: World, mappings: Mappings
+) -> tuple[dict[LineKey, LineTarget], dict[str, ScheduleLine]]:
+    """Every line's target (SPEC 2) and every invoice-schedule line, from full tables."""
+    ctx = _Lookup(world)
+    lines: dict[LineKey, LineTarget] = {}
+    by_contract: dict[str, list[Candidate]] = defaultdict(list)
+    outcomes = [
+        classify_timesheet(ts, ctx, mappings)
+        for ts in world.table("timesheets").values()
+        if isinstance(ts, Timesheet)
+    ]
+    schedule: dict[str, ScheduleLine] = {}
+    for ms in world.table("milestones").values():
+        assert isinstance(ms, Milestone)
+        outcomes.append(classify_milestone(ms, ctx, mappings))
+        line = schedule_line(ms, ctx)
+        if line is not None:
+            schedule[ms.milestone_id] = line
+    for outcome in outcomes:
+        if isinstance(outcome, Candidate):
+            by_contract[outcome.contract_id].append(outcome)
+        elif outcome is not None:
+            lines[outcome.key] = outcome
+    for contract_id, candidates in by_contract.items():
+        contract = ctx.contract(contract_id)
+        assert contract is not None  # a candidate's contract is known (rule 6)
+        lines.update(allocate(contract, candidates))
+    return lines, schedule
