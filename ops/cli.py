@@ -21,6 +21,7 @@ app = typer.Typer(
 
 # (group name, module) — a group is listed here when its module exists.
 GROUPS: list[tuple[str, str]] = [
+    ("connectors", "ops.commands.connectors"),
 ]
 
 for _name, _module in GROUPS:

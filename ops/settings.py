@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     # --- where the local stack keeps its state -----------------------------------------
     stack_dir: Path = Path(".stack")
 
+    # --- the local stack (ops/stack/): ports on 127.0.0.1, download cache, JVM heaps ---------
+    # The connection settings below default to these ports; `billsync stack up` writes the
+    # matching URLs to <stack_dir>/stack.env.
+    pg_port: int = 5433
+    mariadb_port: int = 3307
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    connect_port: int = 8083
+    apicurio_port: int = 8081
+    apicurio_management_port: int = 9001
+    # Maven-collected jars (Kafka, Connect, Debezium, Apicurio); outside git, shared by clones.
+    stack_dist_dir: Path = Path.home() / ".cache" / "billsync" / "stack-dist"
+    kafka_heap: str = "768m"
+    connect_heap: str = "1g"
+    apicurio_heap: str = "512m"
+
     # --- connections (SPEC section 5 names) ---------------------------------------------
     psa_db_url: SecretStr | None = Field(default=None, validation_alias=_alias("PSA_DB_URL"))
     crm_db_url: SecretStr | None = Field(default=None, validation_alias=_alias("CRM_DB_URL"))
@@ -55,6 +71,13 @@ class Settings(BaseSettings):
     connect_url: str = Field(
         default="http://127.0.0.1:8083", validation_alias=_alias("CONNECT_URL")
     )
+
+    # --- connectors (connectors/) ---------------------------------------------------------
+    # Database URLs of further Debezium sources, keyed by connector name, for the template
+    # placeholders {{NAME.host}}, {{NAME.port}}, {{NAME.database}} (psa and crm come from
+    # PSA_DB_URL / CRM_DB_URL). JSON, e.g.
+    # BILLSYNC_SOURCE_DB_URLS='{"psa_eu": "postgresql://h:5432/psa"}'.
+    source_db_urls: dict[str, SecretStr] = Field(default_factory=dict)
 
     def require(self, name: str) -> str:
         """The secret value of a connection setting, or a clear error if it is not set."""
