@@ -1,0 +1,407 @@
+"""The incremental billing engine: one change in, the lines whose target changed out.
+
+:class:`BillingEngine` keeps the current source rows, a few reverse indexes, every line's
+pre-allocation outcome and its current target. For one :class:`~dataflows.cdc.change.Change`
+it re-classifies exactly the items that can depend on the changed row:
+
+=====================  ===========================================================
+changed table          items re-classified
+=====================  ===========================================================
+timesheets             that line (its old and new project/employee follow the row)
+milestones             that milestone (line and schedule)
+employees              the lines of that employee
+projects               the lines and milestones of that project
+contracts              the items of every project pointing at it (+ re-allocation)
+accounts               the items of every contract of that account
+contract_rates         the items of the rate's old and new contract
+contract_amendments    the items of the amendment's old and new contract
+=====================  ===========================================================
+
+Allocation is then re-run for every *group* whose membership or a member's candidate data
+changed: a group is one (contract, month) for month caps or no cap, or the whole contract for a
+contract-wide cap (see :func:`dataflows.billing.allocation.group_of`). Re-running a whole
+group is the documented trade-off: it is O(group size) and groups are a contract-month in the
+common case. Only lines whose final target differs from before are emitted.
+
+The state is plain data (dicts and sets of frozen rows and targets) so Bytewax recovery can
+pickle it; it remembers the mappings and their fingerprint, and :meth:`with_mappings`
+re-evaluates everything when finance changed a file. Applying a change twice, or a stale
+suffix of changes again, converges: the state is a function of the latest row per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dataflows.billing.allocation import WHOLE_CONTRACT, allocate, contract_wide
+from dataflows.billing.mappings import Mappings
+from dataflows.billing.rules import (
+    Candidate,
+    Outcome,
+    classify_milestone,
+    classify_timesheet,
+    schedule_line,
+)
+from dataflows.billing.target import (
+    Delta,
+    LineKey,
+    LineTarget,
+    LineUpdate,
+    ScheduleLine,
+    ScheduleUpdate,
+    SourceType,
+)
+from dataflows.cdc.change import Change
+from dataflows.model import (
+    ROW_TYPES,
+    Account,
+    Contract,
+    ContractAmendment,
+    ContractRate,
+    Employee,
+    Milestone,
+    Project,
+    Row,
+    Timesheet,
+)
+
+TS = SourceType.TIMESHEET.value
+MS = SourceType.MILESTONE.value
+Index = dict[str, set[str]]
+
+
+@dataclass
+class EngineState:
+    """Everything the engine knows; plain picklable data (Bytewax snapshots it)."""
+
+    mappings: Mappings
+    rows: dict[str, dict[str, Row]] = field(default_factory=lambda: {t: {} for t in ROW_TYPES})
+    # reverse indexes: referenced key -> keys of the referencing rows
+    ts_by_project: Index = field(default_factory=dict)
+    ts_by_employee: Index = field(default_factory=dict)
+    ms_by_project: Index = field(default_factory=dict)
+    projects_by_contract: Index = field(default_factory=dict)
+    contracts_by_account: Index = field(default_factory=dict)
+    rates_by_contract: Index = field(default_factory=dict)
+    amendments_by_contract: Index = field(default_factory=dict)
+    pending_by_contract: Index = field(default_factory=dict)  # pending amendments only
+    # derived state
+    candidates: dict[LineKey, Candidate] = field(default_factory=dict)
+    members: dict[str, dict[str, set[LineKey]]] = field(default_factory=dict)  # contract/month
+    lines: dict[LineKey, LineTarget] = field(default_factory=dict)
+    schedule: dict[str, ScheduleLine] = field(default_factory=dict)
+
+
+# table -> (index attribute, foreign-key attribute of the row) for each reverse index
+_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
+    "timesheets": (("ts_by_project", "project_id"), ("ts_by_employee", "employee_id")),
+    "milestones": (("ms_by_project", "project_id"),),
+    "projects": (("projects_by_contract", "contract_id"),),
+    "contracts": (("contracts_by_account", "account_id"),),
+    "contract_rates": (("rates_by_contract", "contract_id"),),
+    "contract_amendments": (("amendments_by_contract", "contract_id"),),
+}
+
+
+def _link(index: Index, ref: str | None, key: str) -> None:
+    if ref is not None:
+        index.setdefault(ref, set()).add(key)
+
+
+def _unlink(index: Index, ref: str | None, key: str) -> None:
+    if ref is not None and ref in index:
+        index[ref].discard(key)
+        if not index[ref]:
+            del index[ref]
+
+
+class BillingEngine:
+    """Incremental SPEC 2. Also the rules' :class:`~dataflows.billing.rules.Context`."""
+
+    def __init__(self, mappings: Mappings, state: EngineState | None = None) -> None:
+        self.state = state if state is not None else EngineState(mappings=mappings)
+
+    # --- persistence --------------------------------------------------------------------
+    def snapshot(self) -> EngineState:
+        """The state to pickle (Bytewax recovery). Shared, not copied: pickle it at once."""
+        return self.state
+
+    @classmethod
+    def restore(cls, state: EngineState) -> BillingEngine:
+        return cls(state.mappings, state)
+
+    # --- views --------------------------------------------------------------------------
+    @property
+    def mappings(self) -> Mappings:
+        return self.state.mappings
+
+    @property
+    def fingerprint(self) -> str:
+        return self.state.mappings.fingerprint
+
+    @property
+    def lines(self) -> dict[LineKey, LineTarget]:
+        return self.state.lines
+
+    @property
+    def schedule(self) -> dict[str, ScheduleLine]:
+        return self.state.schedule
+
+    def row(self, table: str, key: str) -> Row | None:
+        return self.state.rows.get(table, {}).get(key)
+
+    # --- Context ------------------------------------------------------------------------
+    def project(self, project_id: str | None) -> Project | None:
+        row = self.state.rows["projects"].get(project_id) if project_id is not None else None
+        return row if isinstance(row, Project) else None
+
+    def employee(self, employee_id: str | None) -> Employee | None:
+        row = self.state.rows["employees"].get(employee_id) if employee_id is not None else None
+        return row if isinstance(row, Employee) else None
+
+    def contract(self, contract_id: str | None) -> Contract | None:
+        row = self.state.rows["contracts"].get(contract_id) if contract_id is not None else None
+        return row if isinstance(row, Contract) else None
+
+    def account(self, account_id: str | None) -> Account | None:
+        row = self.state.rows["accounts"].get(account_id) if account_id is not None else None
+        return row if isinstance(row, Account) else None
+
+    def amendment_pending(self, contract_id: str) -> bool:
+        return contract_id in self.state.pending_by_contract
+
+    def rates(self, contract_id: str) -> Iterable[ContractRate]:
+        table = self.state.rows["contract_rates"]
+        for rate_id in self.state.rates_by_contract.get(contract_id, ()):
+            row = table[rate_id]
+            assert isinstance(row, ContractRate)
+            yield row
+
+    # --- changes ------------------------------------------------------------------------
+    def apply(self, change: Change) -> Delta:
+        """Apply one change (``r`` counts as insert; a delete carries only the key)."""
+        if change.table not in ROW_TYPES:
+            return Delta(notes=(f"table {change.table} is not a billing source: ignored",))
+        new = None if change.is_delete else change.after
+        if new is not None and new.key != change.key:
+            # a primary-key change arrives from Debezium as delete + create; be safe anyway
+            return Delta(notes=(f"key {change.key} differs from row key {new.key}: ignored",))
+        rows = self.state.rows[change.table]
+        old = rows.get(change.key)
+        if old == new:
+            return Delta(notes=("no change to the stored row: nothing to do",))
+        if new is None:
+            del rows[change.key]
+        else:
+            rows[change.key] = new
+        self._reindex(change.table, change.key, old, new)
+        items, contracts = self._dependents(change.table, change.key, old, new)
+        return self._recompute(items, contracts)
+
+    def apply_all(self, changes: Iterable[Change]) -> Delta:
+        """Apply changes in order; one merged delta (first old, last new per item)."""
+        merged = _Merge()
+        for change in changes:
+            merged.add(self.apply(change))
+        return merged.delta()
+
+    def with_mappings(self, mappings: Mappings) -> Delta:
+        """Adopt new reference mappings (changed at start) and re-evaluate every item."""
+        self.state.mappings = mappings
+        return self.reevaluate_all()
+
+    def reevaluate_all(self) -> Delta:
+        """Re-classify and re-allocate everything; emits only what differs."""
+        items = {(TS, k) for k in self.state.rows["timesheets"]}
+        items |= {(MS, k) for k in self.state.rows["milestones"]}
+        items |= set(self.state.lines) | {(MS, k) for k in self.state.schedule}
+        return self._recompute(items, set(self.state.members))
+
+    # --- internals ----------------------------------------------------------------------
+    def _reindex(self, table: str, key: str, old: Row | None, new: Row | None) -> None:
+        for index_name, attr in _INDEXES.get(table, ()):
+            index: Index = getattr(self.state, index_name)
+            before = getattr(old, attr) if old is not None else None
+            after = getattr(new, attr) if new is not None else None
+            if before != after:
+                _unlink(index, before, key)
+                _link(index, after, key)
+        if table == "contract_amendments":
+            pending = self.state.pending_by_contract
+            if isinstance(old, ContractAmendment) and old.status == "pending":
+                _unlink(pending, old.contract_id, key)
+            if isinstance(new, ContractAmendment) and new.status == "pending":
+                _link(pending, new.contract_id, key)
+
+    def _items_of_contract(self, contract_id: str | None, out: set[LineKey]) -> None:
+        if contract_id is None:
+            return
+        for project_id in self.state.projects_by_contract.get(contract_id, ()):
+            self._items_of_project(project_id, out)
+
+    def _items_of_project(self, project_id: str | None, out: set[LineKey]) -> None:
+        if project_id is None:
+            return
+        out.update((TS, k) for k in self.state.ts_by_project.get(project_id, ()))
+        out.update((MS, k) for k in self.state.ms_by_project.get(project_id, ()))
+
+    def _dependents(
+        self, table: str, key: str, old: Row | None, new: Row | None
+    ) -> tuple[set[LineKey], set[str]]:
+        """Items to re-classify, and contracts whose groups must all be re-allocated."""
+        items: set[LineKey] = set()
+        contracts: set[str] = set()
+        if table == "timesheets":
+            items.add((TS, key))
+        elif table == "milestones":
+            items.add((MS, key))
+        elif table == "employees":
+            items.update((TS, k) for k in self.state.ts_by_employee.get(key, ()))
+        elif table == "projects":
+            self._items_of_project(key, items)
+        elif table == "contracts":
+            self._items_of_contract(key, items)
+            contracts.add(key)  # cap, cap period or retainer may have changed
+        elif table == "accounts":
+            for contract_id in self.state.contracts_by_account.get(key, ()):
+                self._items_of_contract(contract_id, items)
+        elif table in ("contract_rates", "contract_amendments"):
+            for row in (old, new):
+                assert row is None or isinstance(row, ContractRate | ContractAmendment)
+                self._items_of_contract(row.contract_id if row is not None else None, items)
+        return items, contracts
+
+    def _classify(self, item: LineKey) -> Outcome:
+        source_type, key = item
+        if source_type == TS:
+            ts = self.state.rows["timesheets"].get(key)
+            assert ts is None or isinstance(ts, Timesheet)
+            return classify_timesheet(ts, self, self.state.mappings)
+        ms = self.state.rows["milestones"].get(key)
+        assert ms is None or isinstance(ms, Milestone)
+        return classify_milestone(ms, self, self.state.mappings)
+
+    def _recompute(self, items: set[LineKey], contracts: set[str]) -> Delta:
+        st = self.state
+        changed: dict[LineKey, LineTarget | None] = {}  # item -> target before this change
+        dirty: set[tuple[str, str]] = {(c, WHOLE_CONTRACT) for c in contracts}
+        sched: list[ScheduleUpdate] = []
+        for item in sorted(items):
+            outcome = self._classify(item)
+            before = st.candidates.get(item)
+            if before is not None and before != outcome:
+                del st.candidates[item]
+                self._leave(before, item)
+                dirty.add((before.contract_id, before.month))
+            if isinstance(outcome, Candidate):
+                if before != outcome:
+                    st.candidates[item] = outcome
+                    st.members.setdefault(outcome.contract_id, {}).setdefault(
+                        outcome.month, set()
+                    ).add(item)
+                    dirty.add((outcome.contract_id, outcome.month))
+            else:
+                self._set_line(item, outcome, changed)
+            if item[0] == MS:
+                sched.extend(self._schedule(item[1]))
+        for contract_id, month in self._groups(dirty):
+            self._allocate(contract_id, month, changed)
+        updates = tuple(
+            LineUpdate(k, old, st.lines.get(k))
+            for k, old in sorted(changed.items())
+            if old != st.lines.get(k)
+        )
+        return Delta(lines=updates, schedule=tuple(sched))
+
+    def _leave(self, cand: Candidate, item: LineKey) -> None:
+        months = self.state.members.get(cand.contract_id)
+        if months is None:
+            return
+        group = months.get(cand.month)
+        if group is not None:
+            group.discard(item)
+            if not group:
+                del months[cand.month]
+        if not months:
+            del self.state.members[cand.contract_id]
+
+    def _groups(self, dirty: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Expand dirty (contract, month) pairs to allocation groups."""
+        out: set[tuple[str, str]] = set()
+        for contract_id, month in dirty:
+            contract = self.contract(contract_id)
+            if contract is None:
+                continue  # every candidate of an unknown contract has left already
+            if month == WHOLE_CONTRACT and not contract_wide(contract):
+                out.update((contract_id, m) for m in self.state.members.get(contract_id, {}))
+            elif contract_wide(contract):
+                out.add((contract_id, WHOLE_CONTRACT))
+            else:
+                out.add((contract_id, month))
+        return sorted(out)
+
+    def _allocate(
+        self, contract_id: str, month: str, changed: dict[LineKey, LineTarget | None]
+    ) -> None:
+        contract = self.contract(contract_id)
+        assert contract is not None
+        months = self.state.members.get(contract_id, {})
+        if month == WHOLE_CONTRACT:
+            keys: Iterable[LineKey] = [k for group in months.values() for k in group]
+        else:
+            keys = months.get(month, ())
+        result = allocate(contract, (self.state.candidates[k] for k in keys))
+        for item, target in result.items():
+            self._set_line(item, target, changed)
+
+    def _set_line(
+        self, item: LineKey, target: LineTarget | None, changed: dict[LineKey, LineTarget | None]
+    ) -> None:
+        lines = self.state.lines
+        current = lines.get(item)
+        if current == target:
+            return
+        if item not in changed:
+            changed[item] = current
+        if target is None:
+            del lines[item]
+        else:
+            lines[item] = target
+
+    def _schedule(self, milestone_id: str) -> list[ScheduleUpdate]:
+        ms = self.state.rows["milestones"].get(milestone_id)
+        assert ms is None or isinstance(ms, Milestone)
+        new = schedule_line(ms, self)
+        old = self.state.schedule.get(milestone_id)
+        if new == old:
+            return []
+        if new is None:
+            del self.state.schedule[milestone_id]
+        else:
+            self.state.schedule[milestone_id] = new
+        return [ScheduleUpdate(milestone_id, old, new)]
+
+
+class _Merge:
+    """Folds several deltas into one: per item the first ``old`` and the last ``new``."""
+
+    def __init__(self) -> None:
+        self.lines: dict[LineKey, tuple[LineTarget | None, LineTarget | None]] = {}
+        self.schedule: dict[str, tuple[ScheduleLine | None, ScheduleLine | None]] = {}
+
+    def add(self, delta: Delta) -> None:
+        for u in delta.lines:
+            first = self.lines[u.key][0] if u.key in self.lines else u.old
+            self.lines[u.key] = (first, u.new)
+        for s in delta.schedule:
+            sfirst = self.schedule[s.milestone_id][0] if s.milestone_id in self.schedule else s.old
+            self.schedule[s.milestone_id] = (sfirst, s.new)
+
+    def delta(self) -> Delta:
+        return Delta(
+            lines=tuple(LineUpdate(k, o, n) for k, (o, n) in sorted(self.lines.items()) if o != n),
+            schedule=tuple(
+                ScheduleUpdate(k, o, n) for k, (o, n) in sorted(self.schedule.items()) if o != n
+            ),
+        )
