@@ -23,6 +23,7 @@ app = typer.Typer(
 GROUPS: list[tuple[str, str]] = [
     ("connectors", "ops.commands.connectors"),
     ("db", "ops.commands.db"),
+    ("schemas", "ops.commands.schemas"),
 ]
 
 for _name, _module in GROUPS:
