@@ -314,6 +314,7 @@ def _rates(rng: random.Random, contracts: list[Row]) -> list[Row]:
         if _every(n, 20, 9):  # a category without any rate: NO_RATE
             categories.remove(rng.choice(categories))
         change = WINDOW_START + timedelta(days=rng.randrange(20, 160))
+        change = max(change, start + timedelta(days=14))  # the first rate lasts two weeks
         gap = _every(n, 16, 2)  # a week with no rate: NO_RATE
         overlap = _every(n, 20, 4)  # ten days with two rates: AMBIGUOUS_RATE
         repriced = gap or overlap or rng.random() < 0.5

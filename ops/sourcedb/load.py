@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from dataflows.errors import ConfigError
+from dataflows.errors import ConfigError, StackError
 from ops.sourcedb.generate import COLUMNS, Dataset, Row
 from ops.sourcedb.install import describe
 from ops.sourcedb.tables import CRM_TABLES, PSA_TABLES, crm_metadata, psa_metadata
@@ -85,24 +86,60 @@ def non_empty(psa: Engine, crm: Engine) -> list[str]:
     return out
 
 
-def load_crm(engine: Engine, data: Dataset, progress: Progress, batch: int) -> list[LoadStat]:
+@contextmanager
+def _loading(engine: Engine, source: str, what: str) -> Iterator[None]:
+    """DB-API errors of the raw connection become a StackError naming source and table."""
+    try:
+        yield
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise StackError(f"{source} database", f"loading {what} failed: {exc}") from exc
+
+
+def _crm_table(raw: Any, table: str, rows: Iterable[Row], progress: Progress, batch: int) -> int:
+    cols = COLUMNS[table]
+    marks = ", ".join(["%s"] * len(cols))
+    # table and column names are this module's constants; values are parameters
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"  # noqa: S608
+    cur, n = raw.cursor(), 0
+    for chunk in _batches(rows, batch):
+        cur.executemany(sql, [tuple(_utc_naive(v) for v in row) for row in chunk])
+        raw.commit()
+        n += len(chunk)
+        progress(table, len(chunk))
+    return n
+
+
+def _psa_table(raw: Any, table: str, rows: Iterable[Row], progress: Progress, batch: int) -> int:
+    cols = ", ".join(COLUMNS[table])
+    n = 0
+    for chunk in _batches(rows, batch):
+        with raw.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in chunk:
+                copy.write_row(row)
+        raw.commit()
+        n += len(chunk)
+        progress(table, len(chunk))
+    return n
+
+
+def _load(
+    source: str,
+    engine: Engine,
+    order: tuple[str, ...],
+    writer: Callable[[Any, str, Iterable[Row], Progress, int], int],
+    data: Dataset,
+    progress: Progress,
+    batch: int,
+) -> list[LoadStat]:
     stats = []
     raw = engine.raw_connection()
     try:
-        cur = raw.cursor()
-        for table in CRM_ORDER:
-            cols = COLUMNS[table]
-            marks = ", ".join(["%s"] * len(cols))
-            # table and column names are this module's constants; values are parameters
-            sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"  # noqa: S608
+        for table in order:
             progress(table, 0)
-            started, n = time.perf_counter(), 0
-            for chunk in _batches(data.tables[table], batch):
-                cur.executemany(sql, [tuple(_utc_naive(v) for v in row) for row in chunk])
-                raw.commit()
-                n += len(chunk)
-                progress(table, len(chunk))
-            stats.append(LoadStat("crm", table, n, time.perf_counter() - started))
+            started = time.perf_counter()
+            with _loading(engine, source, table):
+                n = writer(raw, table, _rows(data, table), progress, batch)
+            stats.append(LoadStat(source, table, n, time.perf_counter() - started))
     finally:
         raw.close()
     return stats
@@ -112,26 +149,14 @@ def _rows(data: Dataset, table: str) -> Iterable[Row]:
     return data.timesheets() if table == "timesheets" else data.tables[table]
 
 
+def load_crm(engine: Engine, data: Dataset, progress: Progress, batch: int) -> list[LoadStat]:
+    """CRM tables, parents first, by multi-row INSERT batches."""
+    return _load("crm", engine, CRM_ORDER, _crm_table, data, progress, batch)
+
+
 def load_psa(engine: Engine, data: Dataset, progress: Progress, batch: int) -> list[LoadStat]:
-    stats = []
-    raw = engine.raw_connection()
-    try:
-        for table in PSA_ORDER:
-            cols = ", ".join(COLUMNS[table])
-            progress(table, 0)
-            started, n = time.perf_counter(), 0
-            for chunk in _batches(_rows(data, table), batch):
-                cur = raw.cursor()
-                with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for row in chunk:
-                        copy.write_row(row)
-                raw.commit()
-                n += len(chunk)
-                progress(table, len(chunk))
-            stats.append(LoadStat("psa", table, n, time.perf_counter() - started))
-    finally:
-        raw.close()
-    return stats
+    """PSA tables, parents first, by COPY batches; timesheets are generated while loading."""
+    return _load("psa", engine, PSA_ORDER, _psa_table, data, progress, batch)
 
 
 def empty(psa: Engine, crm: Engine, *, row_by_row: bool = False) -> None:
