@@ -1,0 +1,135 @@
+"""SQLAlchemy metadata of the ERP-side tables (SPEC 3) and billsync's own bookkeeping.
+
+SPEC tables: ``erp_billing_transactions`` (append-only ledger), ``billing_line_state``,
+``invoice_schedule``, ``recon_snapshots``. Additions, named here and in ARCHITECTURE.md:
+
+- ``billing_line_state.hours`` / ``.billable``: the line's hours and billable flag, so the
+  reconciliation figures (approved/billable/non-billable hours) come from this table alone.
+- ``billing_outbox``: records to publish to Kafka, written in the same transaction as the
+  ledger (transactional outbox): a crash between the database commit and the Kafka delivery
+  loses nothing, the relay publishes them at the next start.
+- ``recon_dirty``: (project_id, period) keys whose figures changed since the last snapshot.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from sinks.erp.types import Money, UtcDateTime
+
+metadata = MetaData()
+
+erp_billing_transactions = Table(
+    "erp_billing_transactions",
+    metadata,
+    Column("transaction_id", String(36), primary_key=True),
+    Column("source_type", String(16), nullable=False),
+    Column("source_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False, comment="n-th entry of this source item, from 0"),
+    Column("contract_id", String(64)),
+    Column("project_id", String(64)),
+    Column("erp_customer_id", String(64)),
+    Column("legal_entity", String(64)),
+    Column("erp_item_code", String(64)),
+    Column("revenue_account", String(64)),
+    Column("cost_center", String(64)),
+    Column("work_date", Date),
+    Column("period", String(7)),
+    Column("hours", Money(5, 2)),
+    Column("rate", Money(10, 2)),
+    Column("amount", Money(14, 2), nullable=False),
+    Column("tax_amount", Money(14, 2), nullable=False),
+    Column("currency", String(3)),
+    Column("entry_type", String(16), nullable=False),
+    Column("source_position", String(160)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_ebt_item_seq", "source_type", "source_id", "seq", unique=True),
+    Index("ix_ebt_project_period", "project_id", "period"),
+)
+
+billing_line_state = Table(
+    "billing_line_state",
+    metadata,
+    Column("source_type", String(16), primary_key=True),
+    Column("source_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(40)),
+    Column("contract_id", String(64)),
+    Column("project_id", String(64)),
+    Column("period", String(7)),
+    Column("billable_amount", Money(14, 2), nullable=False),
+    Column("billed_amount", Money(14, 2), nullable=False),
+    Column("held_amount", Money(14, 2), nullable=False),
+    Column("tax_amount", Money(14, 2), nullable=False),
+    Column("covered_hours", Money(8, 2), nullable=False),
+    Column("currency", String(3)),
+    Column("hours", Money(5, 2)),
+    Column("billable", Boolean),
+    Column("source_position", String(160)),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_bls_project_period", "project_id", "period"),
+    Index("ix_bls_state_reason", "state", "reason"),
+    Index("ix_bls_contract", "contract_id"),
+)
+
+invoice_schedule = Table(
+    "invoice_schedule",
+    metadata,
+    Column("milestone_id", String(64), primary_key=True),
+    Column("contract_id", String(64)),
+    Column("project_id", String(64)),
+    Column("due_date", Date),
+    Column("amount", Money(14, 2)),
+    Column("currency", String(3)),
+    Column("status", String(16)),
+)
+
+recon_snapshots = Table(
+    "recon_snapshots",
+    metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("approved_hours", Money(12, 2), nullable=False),
+    Column("billable_hours", Money(12, 2), nullable=False),
+    Column("non_billable_hours", Money(12, 2), nullable=False),
+    Column("covered_hours", Money(12, 2), nullable=False),
+    Column("billed_amount", Money(16, 2), nullable=False),
+    Column("tax_amount", Money(16, 2), nullable=False),
+    Column("held_amount", Money(16, 2), nullable=False),
+    Column("held_count", Integer, nullable=False),
+    Column("exception_count", Integer, nullable=False),
+    Column("ledger_entries", Integer, nullable=False),
+    Column("as_of", UtcDateTime(), nullable=False),
+    Column("source_position", String(160)),
+)
+
+billing_outbox = Table(
+    "billing_outbox",
+    metadata,
+    # BIGINT on PostgreSQL; SQLite autoincrements only an INTEGER primary key
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("topic", String(128), nullable=False),
+    Column("key", LargeBinary),
+    Column("payload", Text, nullable=False, comment="the record as JSON; Avro-encoded on publish"),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+recon_dirty = Table(
+    "recon_dirty",
+    metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("source_position", String(160)),
+)

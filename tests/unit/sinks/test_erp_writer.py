@@ -1,0 +1,137 @@
+"""The ERP writer on SQLite: nets to the target, replays post nothing, outbox and recon keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+from sqlalchemy import Engine, create_engine, func, select
+
+from dataflows.billing.target import (
+    LineTarget,
+    LineUpdate,
+    ScheduleLine,
+    ScheduleUpdate,
+    SourceType,
+    State,
+)
+from sinks.erp import tables as t
+from sinks.erp.writer import Emission, ErpWriter
+
+D = Decimal
+
+
+def target(
+    billed: str, state: State = State.BILLED, reason: str | None = None, **kw: object
+) -> LineTarget:
+    base: dict[str, object] = dict(
+        source_type=SourceType.TIMESHEET,
+        source_id="7",
+        state=state,
+        reason=reason,
+        contract_id="C1",
+        project_id="P1",
+        period="2026-03",
+        billable_amount=D(billed),
+        billed_amount=D(billed),
+        tax_amount=(D(billed) * D("0.20")).quantize(D("0.01")),
+        currency="EUR",
+        hours=D("8.00"),
+        rate=D("120.00"),
+        billable=True,
+        work_date=date(2026, 3, 2),
+    )
+    base.update(kw)
+    return LineTarget(**base)  # type: ignore[arg-type]
+
+
+def em(new: LineTarget | None, pos: str) -> Emission:
+    return Emission(LineUpdate(("timesheet", "7"), None, new), pos)
+
+
+@pytest.fixture
+def db() -> Iterator[Engine]:
+    engine = create_engine("sqlite://")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def writer(db: Engine) -> ErpWriter:
+    w = ErpWriter(db, clock=lambda: datetime(2026, 4, 1, tzinfo=UTC))
+    w.ensure_schema()
+    return w
+
+
+def ledger(db: Engine) -> list[tuple[str, Decimal, Decimal, int]]:
+    tx = t.erp_billing_transactions
+    with db.connect() as c:
+        return [
+            (r.entry_type, r.amount, r.tax_amount, r.seq)
+            for r in c.execute(select(tx).order_by(tx.c.seq))
+        ]
+
+
+def test_charge_adjust_reverse_and_sums(writer: ErpWriter, db: Engine) -> None:
+    writer.apply([em(target("960.00"), "psa:lsn=1:tx=1")])
+    writer.apply([em(target("480.00"), "psa:lsn=2:tx=2")])
+    writer.apply([em(None, "psa:lsn=3:tx=3")])
+    assert ledger(db) == [
+        ("charge", D("960.00"), D("192.00"), 0),
+        ("adjustment", D("-480.00"), D("-96.00"), 1),
+        ("reversal", D("-480.00"), D("-96.00"), 2),
+    ]
+    with db.connect() as c:
+        assert c.execute(select(func.count()).select_from(t.billing_line_state)).scalar() == 0
+
+
+def test_replay_posts_nothing_twice(writer: ErpWriter, db: Engine) -> None:
+    batch = [em(target("100.00"), "p1"), em(target("250.00"), "p2")]
+    first = writer.apply(batch)
+    again = writer.apply(batch)  # a crash-replay of the same batch
+    assert len(first.entries) == 1  # coalesced: only the last target is posted
+    assert again.entries == () and again.lines_changed == 0
+    assert [r[1] for r in ledger(db)] == [D("250.00")]
+
+
+def test_held_line_emits_exception_events_and_release(writer: ErpWriter, db: Engine) -> None:
+    held = target("0", State.HELD, "PROJECT_ON_HOLD", billable_amount=D("0.00"))
+    writer.apply([em(held, "p1")])
+    writer.apply([em(target("960.00"), "p2")])
+    with db.connect() as c:
+        rows = c.execute(
+            select(t.billing_outbox.c.topic, t.billing_outbox.c.payload).order_by(
+                t.billing_outbox.c.id
+            )
+        ).all()
+    events = [orjson.loads(p) for topic, p in rows if topic == "billing.exceptions"]
+    assert [(e["event"], e["new_state"], e["old_reason"]) for e in events] == [
+        ("entered", "held", None),
+        ("released", "billed", "PROJECT_ON_HOLD"),
+    ]
+    assert events[1]["source_position"] == "p2"
+    assert [topic for topic, _ in rows].count("billing.transactions") == 1
+
+
+def test_recon_keys_marked_for_old_and_new_period(writer: ErpWriter, db: Engine) -> None:
+    writer.apply([em(target("10.00"), "p1")])
+    writer.apply([em(target("10.00", period="2026-04"), "p2")])
+    with db.connect() as c:
+        keys = set(c.execute(select(t.recon_dirty.c.project_id, t.recon_dirty.c.period)).all())
+    assert keys == {("P1", "2026-03"), ("P1", "2026-04")}
+
+
+def test_money_is_exact_on_sqlite(writer: ErpWriter, db: Engine) -> None:
+    writer.apply([em(target("12345678901.23"), "p1")])
+    assert ledger(db)[0][1] == D("12345678901.23")
+
+
+def test_schedule_upsert_and_delete(writer: ErpWriter, db: Engine) -> None:
+    line = ScheduleLine("M1", "C1", "P1", date(2026, 5, 1), D("5000.00"), "EUR", "planned")
+    writer.apply([Emission(ScheduleUpdate("M1", None, line), "p1")])
+    writer.apply([Emission(ScheduleUpdate("M1", line, None), "p2")])
+    with db.connect() as c:
+        assert c.execute(select(func.count()).select_from(t.invoice_schedule)).scalar() == 0
