@@ -22,6 +22,7 @@ app = typer.Typer(
 # (group name, module) — a group is listed here when its module exists.
 GROUPS: list[tuple[str, str]] = [
     ("connectors", "ops.commands.connectors"),
+    ("stack", "ops.commands.stack"),
     ("db", "ops.commands.db"),
     ("schemas", "ops.commands.schemas"),
 ]
