@@ -143,6 +143,12 @@ class RegistryClient:
     def check(self, subject: str, schema: str) -> Compatibility:
         """Ask the registry whether ``schema`` may follow the latest version of ``subject``."""
         try:
+            self.latest_version(subject)
+        except RegistryError as exc:
+            if exc.status == 404:  # nothing registered yet: anything may be the first version
+                return Compatibility(subject, True, False, ())
+            raise
+        try:
             body = self._call(
                 "POST",
                 f"/compatibility/subjects/{self._s(subject)}/versions/latest?verbose=true",

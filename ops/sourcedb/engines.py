@@ -38,7 +38,9 @@ def normalise_url(url: str, field: str) -> str:
             field=field,
             fix="PSA is PostgreSQL (postgresql://…), CRM is MariaDB (mysql:// or mariadb://…)",
         )
-    if "+" not in parsed.drivername:
+    driver = parsed.drivername.partition("+")[2]
+    if not driver or (_DRIVERS[backend].startswith("mariadb") and driver == "pymysql"):
+        # the CRM is MariaDB: SQLAlchemy's mariadb dialect, whatever the URL's scheme says
         parsed = parsed.set(drivername=_DRIVERS[backend])
     return parsed.render_as_string(hide_password=False)
 

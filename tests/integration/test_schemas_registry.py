@@ -1,0 +1,115 @@
+"""The schema registry of the local stack refuses a BACKWARD-breaking change, and so do we.
+
+Each test registers under its own subject (``it-<uuid>-value``) and deletes it afterwards;
+``billsync schemas register`` of the real subjects is idempotent, so running it is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ops.settings import get_settings
+from schemas.client import RegistryClient, RegistryError
+from schemas.registry import schema_str, subjects
+
+pytestmark = pytest.mark.integration
+
+
+def billsync(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: exit code and stderr included."""
+    return subprocess.run(  # noqa: S603  # fixed interpreter and our own CLI
+        [sys.executable, "-c", "from ops.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def client() -> Iterator[RegistryClient]:
+    with RegistryClient(get_settings().schema_registry_url) as c:
+        yield c
+
+
+@pytest.fixture
+def subject(client: RegistryClient) -> Iterator[str]:
+    name = f"it-{uuid.uuid4().hex[:12]}-value"
+    yield name
+    with contextlib.suppress(RegistryError):  # never registered
+        client.delete_subject(name)
+
+
+def _write(tmp_path: Path, name: str, schema: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(schema), encoding="utf-8")
+    return str(path)
+
+
+def test_register_is_idempotent_and_backward(client: RegistryClient) -> None:
+    first = billsync("schemas", "register", "--json")
+    assert first.returncode == 0, first.stderr
+    second = billsync("schemas", "register", "--json")
+    assert second.returncode == 0, second.stderr
+    assert json.loads(first.stdout) == json.loads(second.stdout)
+    rows = json.loads(second.stdout)
+    assert {r["subject"] for r in rows} == {s.name for s in subjects()}
+    assert all(r["compatibility"] == "BACKWARD" for r in rows)
+    for s in subjects():
+        assert client.get_compatibility(s.name) == "BACKWARD"
+        assert client.lookup(s.name, s.schema) is not None
+    checked = billsync("schemas", "check", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert all(r["compatible"] and r["registered"] for r in json.loads(checked.stdout))
+
+
+def test_breaking_changes_are_refused(client: RegistryClient, subject: str, tmp_path: Path) -> None:
+    v1 = json.loads(schema_str("recon.snapshots"))
+    ok = billsync(
+        "schemas", "register", "--subject", subject, "--file", _write(tmp_path, "v1.avsc", v1)
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert client.get_compatibility(subject) == "BACKWARD"
+
+    required = copy.deepcopy(v1)
+    required["fields"].append({"name": "region", "type": "string", "doc": "new, no default"})
+    retyped = copy.deepcopy(v1)
+    next(f for f in retyped["fields"] if f["name"] == "held_count")["type"] = "string"
+    for name, schema, culprit in (
+        ("req.avsc", required, "region"),
+        ("type.avsc", retyped, "held_count"),
+    ):
+        path = _write(tmp_path, name, schema)
+        checked = billsync("schemas", "check", "--subject", subject, "--file", path)
+        assert checked.returncode == 1
+        assert subject in checked.stderr and culprit in checked.stderr
+        assert "BACKWARD" in checked.stderr and "Traceback" not in checked.stderr
+        refused = billsync("schemas", "register", "--subject", subject, "--file", path)
+        assert refused.returncode == 1 and subject in refused.stderr
+        # the registry itself enforces the subject's BACKWARD level too
+        with pytest.raises(RegistryError) as raised:
+            client._call(
+                "POST", f"/subjects/{subject}/versions", "direct register",
+                {"schema": json.dumps(schema), "schemaType": "AVRO"},
+            )  # fmt: skip
+        assert raised.value.status == 409
+    assert client.latest_version(subject) == 1
+
+    optional = copy.deepcopy(v1)
+    optional["fields"].append(
+        {"name": "region", "type": ["null", "string"], "default": None, "doc": "optional"}
+    )
+    path = _write(tmp_path, "opt.avsc", optional)
+    assert billsync("schemas", "check", "--subject", subject, "--file", path).returncode == 0
+    assert billsync("schemas", "register", "--subject", subject, "--file", path).returncode == 0
+    assert client.latest_version(subject) == 2
