@@ -38,6 +38,7 @@ from tenacity import (
 
 from dataflows.billing.ledger import LedgerEntry, Posted, postings
 from dataflows.billing.target import (
+    ZERO,
     LineKey,
     LineTarget,
     LineUpdate,
@@ -183,7 +184,7 @@ class ErpWriter:
                 sched[em.update.milestone_id] = em.update.new
 
         stored = self._stored_lines(conn, list(lines))
-        posted = self._posted(conn, list(lines))
+        posted, last_entry = self._posted(conn, list(lines))
         entries: list[LedgerEntry] = []
         ledger_rows: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
@@ -195,8 +196,8 @@ class ErpWriter:
             old = stored.get(key)
             new = line_row(target, position, now) if target is not None else None
             have = posted.get(key, Posted())
-            previous = _row_target_dims(old)
-            new_entries = postings(key[0], key[1], have, target, previous=previous)
+            previous = _previous_dims(old, last_entry.get(key))
+            new_entries = _postings(key, have, previous, target)
             same_state = (old is None and new is None) or (
                 old is not None and new is not None and all(old[f] == new[f] for f in STATE_FIELDS)
             )
@@ -206,7 +207,7 @@ class ErpWriter:
                 entries.append(e)
                 ledger_rows.append(_ledger_row(e, have.entries + n, position, now))
             for e in new_entries:
-                outbox.append(_outbox(TRANSACTIONS_TOPIC, e.transaction_id,
+                outbox.append(_outbox(TRANSACTIONS_TOPIC, f"{key[0]}|{key[1]}",
                                       transaction_record(e, position, now), now))  # fmt: skip
             if not same_state:
                 if new is None:
@@ -246,22 +247,26 @@ class ErpWriter:
                     out[k] = dict(r)
         return out
 
-    def _posted(self, conn: Connection, keys: list[LineKey]) -> dict[LineKey, Posted]:
+    def _posted(
+        self, conn: Connection, keys: list[LineKey]
+    ) -> tuple[dict[LineKey, Posted], dict[LineKey, dict[str, Any]]]:
+        """Per item: what the ledger holds, and its newest entry (the dims it was posted with)."""
         out: dict[LineKey, Posted] = {}
+        last: dict[LineKey, dict[str, Any]] = {}
         wanted = set(keys)
         tx = t.erp_billing_transactions
         for chunk in _chunks(sorted({k[1] for k in keys})):
             rows = conn.execute(
-                select(tx.c.source_type, tx.c.source_id, tx.c.amount, tx.c.tax_amount).where(
-                    tx.c.source_id.in_(chunk)
-                )
-            )
-            for st, sid, amount, tax in rows:
-                k = (st, sid)
+                select(tx).where(tx.c.source_id.in_(chunk)).order_by(tx.c.seq)
+            ).mappings()
+            for r in rows:
+                k = (r["source_type"], r["source_id"])
                 if k in wanted:
                     p = out.get(k, Posted())
-                    out[k] = Posted(p.amount + amount, p.tax_amount + tax, p.entries + 1)
-        return out
+                    out[k] = Posted(p.amount + r["amount"], p.tax_amount + r["tax_amount"],
+                                    p.entries + 1)  # fmt: skip
+                    last[k] = dict(r)
+        return out, last
 
     def _write_lines(
         self, conn: Connection, upserts: list[dict[str, Any]], deletes: list[LineKey]
@@ -306,6 +311,30 @@ class ErpWriter:
             )
 
 
+# the dimensions that place an entry in reconciliation: a change of one of them is posted as
+# a reversal under the old dimensions and a charge under the new ones, so per-(project,
+# period) ledger sums stay right (an adjustment would leave the old period's charge behind)
+PLACEMENT = ("project_id", "period", "contract_id", "currency")
+
+
+def _postings(
+    key: LineKey, have: Posted, previous: LineTarget | None, target: LineTarget | None
+) -> tuple[LedgerEntry, ...]:
+    moved = (
+        previous is not None
+        and target is not None
+        and (have.amount != 0 or have.tax_amount != 0)
+        and any(getattr(previous, f) != getattr(target, f) for f in PLACEMENT)
+    )
+    if not moved:
+        return postings(key[0], key[1], have, target, previous=previous)
+    reversal = postings(key[0], key[1], have, None, previous=previous)
+    after = have
+    for e in reversal:
+        after = after.plus(e)
+    return reversal + postings(key[0], key[1], after, target, previous=previous)
+
+
 def _ledger_row(
     entry: LedgerEntry, seq: int, position: str | None, now: datetime
 ) -> dict[str, Any]:
@@ -315,26 +344,32 @@ def _ledger_row(
     return row
 
 
-def _row_target_dims(row: dict[str, Any] | None) -> LineTarget | None:
-    """A stored line as a LineTarget, for the dimensions of a reversal to no line state."""
-    if row is None:
+def _previous_dims(state: dict[str, Any] | None, entry: dict[str, Any] | None) -> LineTarget | None:
+    """The line as last posted: the stored state, with the newest ledger entry's dimensions."""
+    if state is None and entry is None:
         return None
+    base = entry or state  # amounts live where they were last posted
+    assert base is not None
+    dims = entry or {}
     return LineTarget(
-        source_type=SourceType(row["source_type"]),
-        source_id=row["source_id"],
-        state=State(row["state"]),
-        reason=row["reason"],
-        contract_id=row["contract_id"],
-        project_id=row["project_id"],
-        period=row["period"],
-        billable_amount=row["billable_amount"],
-        billed_amount=row["billed_amount"],
-        held_amount=row["held_amount"],
-        tax_amount=row["tax_amount"],
-        covered_hours=row["covered_hours"],
-        currency=row["currency"],
-        hours=row["hours"],
-        billable=row["billable"],
+        source_type=SourceType(base["source_type"]),
+        source_id=base["source_id"],
+        state=State(state["state"]) if state else State.BILLED,
+        reason=state["reason"] if state else None,
+        contract_id=base["contract_id"],
+        project_id=base["project_id"],
+        period=base["period"],
+        billed_amount=state["billed_amount"] if state else ZERO,
+        tax_amount=state["tax_amount"] if state else ZERO,
+        currency=base["currency"],
+        hours=base["hours"],
+        erp_customer_id=dims.get("erp_customer_id"),
+        legal_entity=dims.get("legal_entity"),
+        erp_item_code=dims.get("erp_item_code"),
+        revenue_account=dims.get("revenue_account"),
+        cost_center=dims.get("cost_center"),
+        work_date=dims.get("work_date"),
+        rate=dims.get("rate"),
     )
 
 

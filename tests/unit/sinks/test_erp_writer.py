@@ -135,3 +135,20 @@ def test_schedule_upsert_and_delete(writer: ErpWriter, db: Engine) -> None:
     writer.apply([Emission(ScheduleUpdate("M1", line, None), "p2")])
     with db.connect() as c:
         assert c.execute(select(func.count()).select_from(t.invoice_schedule)).scalar() == 0
+
+
+def test_a_line_moving_period_is_reversed_there_and_charged_here(
+    writer: ErpWriter, db: Engine
+) -> None:
+    writer.apply([em(target("100.00"), "p1")])
+    writer.apply([em(target("100.00", period="2026-04", work_date=date(2026, 4, 1)), "p2")])
+    tx = t.erp_billing_transactions
+    with db.connect() as c:
+        by_period = dict(c.execute(select(tx.c.period, func.count()).group_by(tx.c.period)).all())
+        rows = c.execute(select(tx.c.period, tx.c.entry_type, tx.c.amount).order_by(tx.c.seq)).all()
+    assert [tuple(r) for r in rows] == [
+        ("2026-03", "charge", D("100.00")),
+        ("2026-03", "reversal", D("-100.00")),
+        ("2026-04", "charge", D("100.00")),
+    ]
+    assert by_period == {"2026-03": 2, "2026-04": 1}
