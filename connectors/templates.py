@@ -5,8 +5,9 @@ A template is the flat Kafka Connect configuration of one connector; its file na
 placeholders ``{{NAME}}`` that are filled from the settings at render time:
 
 - ``{{kafka_bootstrap}}`` — the broker, as Connect reaches it;
-- ``{{registry_url}}`` — the Apicurio registry's native v3 API (what the Apicurio converter
-  speaks), derived from ``SCHEMA_REGISTRY_URL`` (the Confluent-compatible path);
+- ``{{registry_url}}`` — the Apicurio registry's native API that the stack's Apicurio converter
+  speaks (``/apis/registry/v2``, see ``ops/stack/topology.py``), derived from
+  ``SCHEMA_REGISTRY_URL`` (the Confluent-compatible path ``/apis/ccompat/v7``);
 - ``{{SOURCE.host}}``, ``{{SOURCE.port}}``, ``{{SOURCE.database}}`` — parts of the source
   database URL: ``psa`` from ``PSA_DB_URL``, ``crm`` from ``CRM_DB_URL``, any other name from
   ``BILLSYNC_SOURCE_DB_URLS``.
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from dataflows.errors import ConfigError
 from ops.settings import Settings
+from ops.stack.topology import REGISTRY_V2_PATH
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
@@ -86,12 +88,17 @@ def load_template(name: str, directory: Path = TEMPLATE_DIR) -> Template:
     return Template(name=name, path=path, config=config)
 
 
+def registry_base_url(ccompat_url: str) -> str:
+    """The registry root of a Confluent-compatible registry URL (``…/apis/ccompat/v7``)."""
+    return _CCOMPAT_PATH.sub("", ccompat_url.rstrip("/"))
+
+
 def apicurio_registry_url(ccompat_url: str) -> str:
-    """The Apicurio v3 API URL of the registry whose Confluent-compatible URL is given."""
-    base = _CCOMPAT_PATH.sub("", ccompat_url.rstrip("/"))
-    if base == ccompat_url.rstrip("/") and "/apis/" in base:
+    """The native API URL the Connect converter uses, for a Confluent-compatible URL."""
+    base = registry_base_url(ccompat_url)
+    if "/apis/" in base:
         return base  # already a native API URL
-    return base + "/apis/registry/v3"
+    return base + REGISTRY_V2_PATH
 
 
 def _source_parts(url: str) -> dict[str, str]:

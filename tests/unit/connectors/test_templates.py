@@ -18,6 +18,7 @@ from connectors.templates import (
 )
 from dataflows.errors import ConfigError
 from ops.settings import Settings
+from ops.stack.topology import avro_converter_config
 
 
 def _settings(**extra: object) -> Settings:
@@ -39,7 +40,7 @@ def test_psa_renders_hosts_ports_and_database_from_settings() -> None:
     assert config["database.hostname"] == "10.0.0.5"
     assert config["database.port"] == "5433"
     assert config["database.dbname"] == "psa"
-    assert config["key.converter.apicurio.registry.url"] == "http://10.0.0.8:8081/apis/registry/v3"
+    assert config["key.converter.apicurio.registry.url"] == "http://10.0.0.8:8081/apis/registry/v2"
     assert config["name"] == "psa"
     # the secret stays a reference for Connect's config provider
     assert config["database.password"] == "${env:BILLSYNC_DEBEZIUM_PSA_PASSWORD}"
@@ -120,11 +121,20 @@ def test_malformed_json_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("http://r:8081/apis/ccompat/v7", "http://r:8081/apis/registry/v3"),
-        ("http://r:8081/apis/ccompat/v7/", "http://r:8081/apis/registry/v3"),
+        ("http://r:8081/apis/ccompat/v7", "http://r:8081/apis/registry/v2"),
+        ("http://r:8081/apis/ccompat/v7/", "http://r:8081/apis/registry/v2"),
         ("http://r:8081/apis/registry/v3", "http://r:8081/apis/registry/v3"),
-        ("http://r:8081", "http://r:8081/apis/registry/v3"),
+        ("http://r:8081", "http://r:8081/apis/registry/v2"),
     ],
 )
 def test_apicurio_url_from_the_confluent_compatible_url(given: str, expected: str) -> None:
     assert apicurio_registry_url(given) == expected
+
+
+@pytest.mark.parametrize("name", ["psa", "crm"])
+@pytest.mark.parametrize("side", ["key.converter", "value.converter"])
+def test_converter_block_is_the_stacks_confluent_wire_format(name: str, side: str) -> None:
+    """Kept in step with ops/stack/topology.py: Apicurio Avro, magic byte + 4-byte contentId."""
+    config = render_named(name, _settings())
+    expected = avro_converter_config("http://10.0.0.8:8081", side)
+    assert {k: v for k, v in config.items() if k.startswith(side)} == expected
