@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
@@ -45,12 +46,12 @@ def normalise_url(url: str, field: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def psa_engine(settings: Settings) -> Engine:
-    """The PSA database (PostgreSQL, database ``psa``)."""
-    return create_engine(normalise_url(settings.require("psa_db_url"), "PSA_DB_URL"))
+def psa_engine(settings: Settings, **engine_kw: Any) -> Engine:
+    """The PSA database (PostgreSQL, database ``psa``); ``engine_kw`` go to create_engine."""
+    return create_engine(normalise_url(settings.require("psa_db_url"), "PSA_DB_URL"), **engine_kw)
 
 
-def crm_engine(settings: Settings) -> Engine:
+def crm_engine(settings: Settings, **engine_kw: Any) -> Engine:
     """The CRM database (MariaDB, database ``crm``); sessions run in UTC.
 
     TIMESTAMP columns are converted between the session time zone and UTC by MariaDB, so a
@@ -59,6 +60,7 @@ def crm_engine(settings: Settings) -> Engine:
     return create_engine(
         normalise_url(settings.require("crm_db_url"), "CRM_DB_URL"),
         connect_args={"init_command": "SET time_zone = '+00:00'"},
+        **engine_kw,
     )
 
 

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
 
 from ops.settings import get_settings
-from ops.sourcedb.engines import crm_engine, normalise_url, psa_engine
+from ops.sourcedb.engines import crm_engine, psa_engine
 from ops.sourcedb.generate import build
 from ops.sourcedb.install import init_psa
 from ops.sourcedb.load import CRM_ORDER, load_crm, load_psa
@@ -139,16 +139,9 @@ def test_bulk_load_round_trips_every_row() -> None:
     settings = get_settings()
     data = build(0.3, 7)
     schema = f"it_{uuid.uuid4().hex[:12]}"
-    psa = create_engine(
-        normalise_url(settings.require("psa_db_url"), "PSA_DB_URL"),
-        connect_args={"options": f"-csearch_path={schema}"},
-    )
+    psa = psa_engine(settings, connect_args={"options": f"-csearch_path={schema}"})
     # one connection for the whole test: the CRM tables below are session-temporary
-    crm = create_engine(
-        normalise_url(settings.require("crm_db_url"), "CRM_DB_URL"),
-        poolclass=StaticPool,
-        connect_args={"init_command": "SET time_zone = '+00:00'"},
-    )
+    crm = crm_engine(settings, poolclass=StaticPool)
     try:
         with psa.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
