@@ -207,8 +207,14 @@ class ErpWriter:
                 entries.append(e)
                 ledger_rows.append(_ledger_row(e, have.entries + n, position, now))
             for e in new_entries:
-                outbox.append(_outbox(TRANSACTIONS_TOPIC, f"{key[0]}|{key[1]}",
-                                      transaction_record(e, position, now), now))  # fmt: skip
+                outbox.append(
+                    _outbox(
+                        TRANSACTIONS_TOPIC,
+                        f"{key[0]}|{key[1]}",
+                        transaction_record(e, position, now),
+                        now,
+                    )
+                )
             if not same_state:
                 if new is None:
                     deletes.append(key)
@@ -263,8 +269,9 @@ class ErpWriter:
                 k = (r["source_type"], r["source_id"])
                 if k in wanted:
                     p = out.get(k, Posted())
-                    out[k] = Posted(p.amount + r["amount"], p.tax_amount + r["tax_amount"],
-                                    p.entries + 1)  # fmt: skip
+                    out[k] = Posted(
+                        p.amount + r["amount"], p.tax_amount + r["tax_amount"], p.entries + 1
+                    )
                     last[k] = dict(r)
         return out, last
 

@@ -1,0 +1,108 @@
+"""The billing dataflow factory: sources and sinks in, a Bytewax ``Dataflow`` out.
+
+Data path (see ARCHITECTURE.md)::
+
+    cdc_in ─► decode ─┬─► dead letters ──────────────────────────┐
+                      ├─► tombstones (counted, carry no change)   ├─► erp_out ─► ERP tables
+                      └─► changes ─► key "billing" ─► billing ────┤   + outbox ─► Kafka topics
+    ticks (optional: lets reconciliation snapshot when idle) ─────┘
+
+``decode`` runs on the worker that read the record (stateless, parallel). ``billing`` is one
+keyed engine (see ARCHITECTURE.md for why one key, and its limits). Tests pass a
+``TestingSource`` of :class:`bytewax.connectors.kafka.KafkaSourceMessage` and testing sinks;
+production passes a ``KafkaSource`` and the ERP sink (which also carries dead letters to
+``billing.dlq`` through its outbox). Step ids are part of the
+recovery keys: never rename them without a migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from prometheus_client import Counter
+
+from dataflows.billing.mappings import Mappings
+from dataflows.cdc.change import Change, Tombstone
+from dataflows.cdc.deadletter import dead_letter
+from dataflows.cdc.decoder import ChangeDecoder
+from dataflows.errors import RecordContext, RecordError
+from dataflows.logic import BillingLogic
+from sinks.erp.sink import PARTITION, SinkItem, Tick
+
+FLOW_ID = "billsync"
+ENGINE_KEY = "billing"
+
+EVENTS_IN = Counter(
+    "billsync_events_in_total", "Source records read, by outcome", ["topic", "outcome"]
+)
+
+
+def _consumer_error(err: KafkaError[bytes | None, bytes | None]) -> dict[str, Any]:
+    msg = err.msg
+    ctx = RecordContext(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value,
+        extra={"kind": "ConsumerError"},
+    )
+    return dead_letter(RecordError(f"Kafka consumer error: {err.err}", ctx))
+
+
+def build_flow(
+    source: Source[Any],
+    *,
+    decoder: Callable[[], ChangeDecoder],
+    mappings: Mappings,
+    erp_sink: Sink[tuple[str, SinkItem]],
+    ticker: Source[Tick] | None = None,
+    flow_id: str = FLOW_ID,
+) -> Dataflow:
+    """Wire the billing flow. ``decoder`` is called once per worker (it holds caches)."""
+    decoders: dict[str, ChangeDecoder] = {}
+
+    def decode(
+        item: KafkaSourceMessage[bytes | None, bytes | None]
+        | KafkaError[bytes | None, bytes | None],
+    ) -> Change | Tombstone | dict[str, Any]:
+        if isinstance(item, KafkaError):
+            EVENTS_IN.labels(topic=str(item.msg.topic), outcome="consumer_error").inc()
+            return _consumer_error(item)
+        dec = decoders.get("d")
+        if dec is None:
+            dec = decoders["d"] = decoder()
+        topic = str(item.topic)
+        try:
+            out = dec.decode(
+                topic, int(item.partition or 0), int(item.offset or 0), item.key, item.value
+            )
+        except RecordError as exc:
+            EVENTS_IN.labels(topic=topic, outcome="dead_letter").inc()
+            return dead_letter(exc)
+        EVENTS_IN.labels(
+            topic=topic, outcome="tombstone" if isinstance(out, Tombstone) else "change"
+        ).inc()
+        return out
+
+    flow = Dataflow(flow_id)
+    raw = op.input("cdc_in", flow, source)
+    decoded = op.map("decode", raw, decode)
+    dead = op.filter_map("dead_letters", decoded, lambda x: x if isinstance(x, dict) else None)
+    changes = op.filter_map("changes", decoded, lambda x: x if isinstance(x, Change) else None)
+    keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
+    billed = op.key_rm("unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r)))
+    streams: list[Stream[SinkItem]] = [billed, dead]
+    if ticker is not None:
+        ticks: Stream[Tick] = op.input("ticks", flow, ticker)
+        streams.append(ticks)
+    out: Stream[SinkItem] = op.merge("to_erp", *streams)
+    to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", out, lambda _x: PARTITION)
+    op.output("erp_out", to_erp, erp_sink)
+    return flow

@@ -1,0 +1,1 @@
+"""Delivery-checked Kafka outputs: Avro in the Confluent wire format, idempotent producer."""
