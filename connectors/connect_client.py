@@ -145,8 +145,8 @@ class ConnectClient:
         )
         out: list[FieldError] = []
         for item in r.json().get("configs", []):
-            value = item.get("value", {})
-            for message in value.get("errors", []) or []:
+            value = item.get("value") or {}  # Debezium leaves some internal entries null
+            for message in value.get("errors") or []:
                 out.append(FieldError(field=str(value.get("name", "")), message=message))
         return out
 

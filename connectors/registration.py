@@ -35,14 +35,20 @@ class ConnectorConfigInvalid(ConfigError):
         )
 
 
-def _connect_fix(name: str, error: FieldError) -> str:
+def _is_auth_error(message: str) -> bool:
+    msg = message.lower()
+    return "password" in msg or "access denied" in msg or "authentication" in msg
+
+
+def _connect_fix(name: str, error: FieldError, config: Mapping[str, str]) -> str:
     """A fix for an error reported by Connect / Debezium, from what the message says."""
     msg = error.message.lower()
-    env = f"BILLSYNC_DEBEZIUM_{name.upper()}_PASSWORD"
-    if "password" in msg or "access denied" in msg or "authentication" in msg:
+    if _is_auth_error(error.message):
+        ref = config.get("database.password", "")
         return (
-            f"check database.user and the password Connect resolves from ${{env:{env}}} "
-            "(Connect's environment; restart Connect after changing it)"
+            f"check database.user ({config.get('database.user', '?')}) and the password that "
+            f"Connect resolves from {ref or 'database.password'} (Connect's environment; "
+            "restart Connect after changing it)"
         )
     if "connection refused" in msg or "unknownhost" in msg or "communications link" in msg:
         return "check database.hostname / database.port: is the source database running there?"
@@ -55,9 +61,18 @@ def _connect_fix(name: str, error: FieldError) -> str:
     return f"correct {error.field} in connectors/{name}.json"
 
 
-def _connect_violations(name: str, errors: list[FieldError]) -> list[Violation]:
+def _connect_violations(
+    name: str, errors: list[FieldError], config: Mapping[str, str]
+) -> list[Violation]:
+    """Connect's errors as violations. Debezium reports a failed login on database.hostname;
+    it is named database.password here, the field to fix."""
     return [
-        Violation(e.field or "(connector)", e.message, _connect_fix(name, e), origin="connect")
+        Violation(
+            "database.password" if _is_auth_error(e.message) else (e.field or "(connector)"),
+            e.message,
+            _connect_fix(name, e, config),
+            origin="connect",
+        )
         for e in errors
     ]
 
@@ -106,7 +121,7 @@ def validate_config(
     checked = False
     # Connect's endpoint needs a connector class it knows; an unsupported one is already refused.
     if client is not None and config.get("connector.class") in rules.SUPPORTED_CLASSES:
-        violations += _connect_violations(name, client.validate(config))
+        violations += _connect_violations(name, client.validate(config), config)
         checked = True
     return Validation(name, dict(config), violations, checked)
 
