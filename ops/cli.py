@@ -25,6 +25,7 @@ GROUPS: list[tuple[str, str]] = [
     ("stack", "ops.commands.stack"),
     ("db", "ops.commands.db"),
     ("schemas", "ops.commands.schemas"),
+    ("run", "ops.commands.run"),
 ]
 
 for _name, _module in GROUPS:
@@ -38,3 +39,7 @@ def main() -> None:
     except BillsyncError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

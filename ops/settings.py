@@ -72,6 +72,26 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8083", validation_alias=_alias("CONNECT_URL")
     )
 
+    # --- the billing dataflow (billsync run) ----------------------------------------------
+    # Bytewax recovery store: the Kafka offsets and the engine state live in its snapshots.
+    recovery_dir: Path | None = None  # default: <stack_dir>/recovery
+    recovery_partitions: int = 4  # fixed forever once created: >= the most workers you'll run
+    snapshot_interval_s: int = 5  # Bytewax epoch/snapshot interval (whole seconds)
+    recovery_backup_interval_s: int = 0  # keep older snapshots this long (off-box backups)
+    recon_interval_s: float = 3.0  # recon.snapshots at most this often per changed key
+    metrics_port: int = 9464  # Prometheus /metrics and /health on 127.0.0.1; 0 disables
+    source_topics: tuple[str, ...] = (
+        "psa.public.employees",
+        "psa.public.projects",
+        "psa.public.timesheets",
+        "psa.public.milestones",
+        "crm.crm.accounts",
+        "crm.crm.contracts",
+        "crm.crm.contract_rates",
+        "crm.crm.contract_amendments",
+    )
+    reference_dir: Path | None = None  # default: dataflows/reference (the versioned CSVs)
+
     # --- connectors (connectors/) ---------------------------------------------------------
     # Database URLs of further Debezium sources, keyed by connector name, for the template
     # placeholders {{NAME.host}}, {{NAME.port}}, {{NAME.database}} (psa and crm come from

@@ -1,0 +1,89 @@
+"""``billsync run``: the billing dataflow, always with Bytewax recovery."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from bytewax.run import cli_main
+from prometheus_client import start_http_server
+
+from ops.console import console
+from ops.runner import prepare_recovery, production_flow, recovery_dir
+from ops.settings import get_settings
+
+app = typer.Typer(help="Run the billing dataflow (Kafka in, ERP + Kafka out), with recovery.")
+
+
+@app.callback(invoke_without_command=True)
+def run(
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="workers per process")] = 1,
+    processes: Annotated[int, typer.Option("--processes", "-p", min=1)] = 1,
+    process_id: Annotated[int | None, typer.Option(hidden=True)] = None,
+    addresses: Annotated[str | None, typer.Option(hidden=True)] = None,
+    base_port: Annotated[int, typer.Option(help="first port of the process cluster")] = 2101,
+) -> None:
+    """Start the flow. Ctrl-C (or SIGTERM) stops it; a restart resumes from the last snapshot."""
+    settings = get_settings()
+    if processes > 1 and process_id is None:
+        _spawn(processes, workers, base_port)
+        return
+    rc = prepare_recovery(settings)
+    flow = production_flow(settings)
+    if settings.metrics_port:
+        port = settings.metrics_port + (process_id or 0)
+        start_http_server(port, addr="127.0.0.1")
+        console.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    console.print(
+        f"billsync run: {workers} worker(s)"
+        + (f", process {process_id}" if process_id is not None else "")
+        + f", recovery {recovery_dir(settings)}, snapshots every {settings.snapshot_interval_s}s"
+    )
+    cli_main(  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses.split(",") if addresses else None,
+        epoch_interval=timedelta(seconds=settings.snapshot_interval_s),
+        recovery_config=rc,
+    )
+
+
+def _spawn(processes: int, workers: int, base_port: int) -> None:
+    """One OS process per Bytewax process, all on loopback; stop all if one stops."""
+    addrs = ",".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
+    children = [
+        subprocess.Popen(  # noqa: S603  # our own CLI, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "ops.cli",
+                "run",
+                "--workers",
+                str(workers),
+                "--process-id",
+                str(i),
+                "--addresses",
+                addrs,
+            ]
+        )
+        for i in range(processes)
+    ]
+
+    def stop(*_: object) -> None:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        codes = [c.wait() for c in children]
+    except KeyboardInterrupt:
+        stop()
+        codes = [c.wait() for c in children]
+    if any(codes):
+        raise typer.Exit(max(codes))
