@@ -15,6 +15,7 @@ from pathlib import Path
 from connectors import rules
 from connectors.connect_client import ConnectClient, ConnectorState, FieldError
 from connectors.rules import Violation
+from connectors.source_checks import check_source
 from connectors.templates import TEMPLATE_DIR, load_template, render, template_names
 from dataflows.errors import ConfigError, StackError
 from ops.settings import Settings
@@ -101,12 +102,12 @@ def validate(
     *,
     directory: Path = TEMPLATE_DIR,
 ) -> Validation:
-    """Render ``name`` and check it: billsync's rules, then Connect's validate endpoint.
+    """Render ``name`` and check it: billsync's rules, Connect's validate endpoint, the source.
 
     ``client=None`` checks billsync's rules only (no service needed).
     """
     config = render(load_template(name, directory), settings)
-    return validate_config(name, config, client, others=raw_templates(directory))
+    return validate_config(name, config, client, others=raw_templates(directory), settings=settings)
 
 
 def validate_config(
@@ -115,14 +116,21 @@ def validate_config(
     client: ConnectClient | None,
     *,
     others: Mapping[str, Mapping[str, str]] | None = None,
+    settings: Settings | None = None,
 ) -> Validation:
-    """Check an already rendered configuration (see :func:`validate`)."""
+    """Check an already rendered configuration (see :func:`validate`).
+
+    With a client, Connect validates too; with settings as well, the source database is
+    checked live (tables exist, the Debezium user may write heartbeat and signal tables).
+    """
     violations = rules.check(name, config, others)
     checked = False
     # Connect's endpoint needs a connector class it knows; an unsupported one is already refused.
     if client is not None and config.get("connector.class") in rules.SUPPORTED_CLASSES:
         violations += _connect_violations(name, client.validate(config), config)
         checked = True
+        if settings is not None:
+            violations += check_source(config, settings)
     return Validation(name, dict(config), violations, checked)
 
 

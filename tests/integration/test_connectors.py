@@ -79,6 +79,13 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, str | None], str, str]] = [
         "table.include.list",
         "no_such_table",
     ),
+    (
+        "heartbeat-not-writable",
+        "psa",
+        {"heartbeat.action.query": "INSERT INTO public.employees (employee_id) VALUES ('hb')"},
+        "heartbeat.action.query",
+        "may not insert",
+    ),
     ("literal-secret", "crm", {"database.password": "hunter2"}, "database.password", "literal"),
     ("missing-converter", "psa", {"value.converter": None}, "value.converter", "missing"),
     ("double-decimals", "crm", {"decimal.handling.mode": "double"}, "decimal.handling.mode", ""),
