@@ -26,6 +26,7 @@ GROUPS: list[tuple[str, str]] = [
     ("db", "ops.commands.db"),
     ("schemas", "ops.commands.schemas"),
     ("run", "ops.commands.run"),
+    ("recon", "ops.commands.recon"),
 ]
 
 for _name, _module in GROUPS:
