@@ -13,7 +13,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, func, inspect, select, text
 
-from ops.sourcedb.tables import PSA_FULL_IDENTITY, crm_metadata, psa_metadata
+from ops.sourcedb.tables import (
+    HEARTBEAT_TABLE,
+    PSA_FULL_IDENTITY,
+    SIGNAL_TABLE,
+    crm_metadata,
+    psa_metadata,
+)
+from ops.stack import topology
 
 _TOUCH_FUNCTION = """
 CREATE OR REPLACE FUNCTION psa_touch_updated_at() RETURNS trigger
@@ -54,11 +61,22 @@ def init_psa(engine: Engine) -> None:
                     f'ON "{table}" FOR EACH ROW EXECUTE FUNCTION psa_touch_updated_at()'
                 )
             )
+        # Debezium writes heartbeats (so the slot advances on idle tables) and incremental
+        # snapshot watermarks; without these grants the connector fails ~10 s after start.
+        dbz = topology.PSA_DEBEZIUM
+        conn.execute(text(f'GRANT INSERT, UPDATE ON "{HEARTBEAT_TABLE}" TO "{dbz}"'))
+        conn.execute(text(f'GRANT INSERT, UPDATE, DELETE ON "{SIGNAL_TABLE}" TO "{dbz}"'))
 
 
 def init_crm(engine: Engine) -> None:
     with engine.begin() as conn:
         crm_metadata.create_all(conn, checkfirst=True)
+        # incremental snapshots write watermarks into the signal table
+        conn.execute(
+            text(
+                f"GRANT INSERT, UPDATE, DELETE ON `{SIGNAL_TABLE}` TO '{topology.CRM_DEBEZIUM}'@'%'"
+            )
+        )
 
 
 def _identities(conn: Connection) -> dict[str, str]:

@@ -130,7 +130,8 @@ class MariaDB(Component):
                 f"ALTER USER '{user}'@'%' IDENTIFIED BY {_quote(pw[user])};",
             ]
         statements += [
-            f"GRANT ALL PRIVILEGES ON `{t.CRM_DB}`.* TO '{t.CRM_OWNER}'@'%';",
+            # the owner grants Debezium the signal table (billsync db init)
+            f"GRANT ALL PRIVILEGES ON `{t.CRM_DB}`.* TO '{t.CRM_OWNER}'@'%' WITH GRANT OPTION;",
             f"GRANT {grants} ON *.* TO '{t.CRM_DEBEZIUM}'@'%';",
         ]
         result = self.sql("\n".join(statements))

@@ -1,0 +1,1 @@
+"""The demo: the whole pipeline on the local stack and a short live billing story."""

@@ -1,0 +1,307 @@
+"""The demo's live story: what finance sees after each real change in PSA and CRM.
+
+Every step writes to the real source databases (Debezium picks the change up), waits until
+the ERP shows the expected line states, then prints line states, ledger entries and holds.
+Ids carry a run tag, so the demo can run again on the same stack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from dataflows.errors import BillsyncError
+from ops.console import console, emit_table
+from ops.sourcedb import tables as src
+from sinks.erp import tables as erp
+from sinks.erp.recon import figures
+
+D = Decimal
+Expect = dict[str, tuple[str, str | None]]  # timesheet_id -> (state, reason)
+
+
+@dataclass
+class Demo:
+    psa: Engine
+    crm: Engine
+    erp: Engine
+    tag: str
+    timeout_s: float = 180.0
+
+    @property
+    def ids(self) -> dict[str, str]:
+        t = self.tag
+        return {
+            "account": f"DEMO-{t}-ACC",
+            "contract": f"DEMO-{t}-CON",
+            "project": f"DEMO-{t}-PRJ",
+            "employee": f"DEMO-{t}-EMP",
+            "rate": f"DEMO-{t}-RATE",
+            "amendment": f"DEMO-{t}-AMD",
+        }
+
+    def ts_id(self, n: int) -> int:
+        return 9_000_000_000 + int(self.tag) * 100 + n
+
+    # --- printing ------------------------------------------------------------------------
+    def show(self, title: str, expect: Expect) -> None:
+        self.wait(expect)
+        console.rule(f"[bold]{title}")
+        ids = [str(self.ts_id(n)) for n in range(1, 10)]
+        s = erp.billing_line_state
+        with self.erp.connect() as c:
+            lines = (
+                c.execute(select(s).where(s.c.source_id.in_(ids)).order_by(s.c.source_id))
+                .mappings()
+                .all()
+            )
+            tx = erp.erp_billing_transactions
+            entries = (
+                c.execute(
+                    select(tx).where(tx.c.source_id.in_(ids)).order_by(tx.c.source_id, tx.c.seq)
+                )
+                .mappings()
+                .all()
+            )
+            fig = figures(c, self.ids["project"], lines[0]["period"]) if lines else None
+        emit_table(
+            [dict(r) for r in lines],
+            (
+                "source_id",
+                "state",
+                "reason",
+                "billable_amount",
+                "billed_amount",
+                "held_amount",
+                "tax_amount",
+            ),
+            title="billing_line_state",
+        )
+        emit_table(
+            [dict(r) for r in entries],
+            (
+                "source_id",
+                "seq",
+                "entry_type",
+                "amount",
+                "tax_amount",
+                "currency",
+                "source_position",
+            ),
+            title="ERP ledger",
+        )
+        if fig is not None:
+            emit_table(
+                [asdict(fig)],
+                (
+                    "period",
+                    "approved_hours",
+                    "billed_amount",
+                    "tax_amount",
+                    "held_amount",
+                    "held_count",
+                    "exception_count",
+                    "ledger_entries",
+                ),
+                title=f"reconciliation {self.ids['project']}",
+            )
+
+    def wait(self, expect: Expect) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        s = erp.billing_line_state
+        have: dict[str, tuple[str, str | None]] = {}
+        while time.monotonic() < deadline:
+            with self.erp.connect() as c:
+                rows = c.execute(
+                    select(s.c.source_id, s.c.state, s.c.reason).where(
+                        s.c.source_type == "timesheet", s.c.source_id.in_(list(expect))
+                    )
+                ).all()
+            have = {r[0]: (r[1], r[2]) for r in rows}
+            if have == expect:
+                return
+            time.sleep(0.5)
+        raise BillsyncError(
+            f"the ERP did not reach the expected states in {self.timeout_s}s: "
+            f"expected {expect}, have {have}"
+        )
+
+    # --- the story ---------------------------------------------------------------------------
+    def run(self) -> None:
+        i = self.ids
+        now = datetime.now(UTC).replace(microsecond=0)
+        month = now.date().replace(day=1)
+        with self.crm.begin() as c:
+            c.execute(
+                insert(src.accounts),
+                [
+                    dict(
+                        account_id=i["account"],
+                        name="Demo Client GmbH",
+                        tax_jurisdiction="DE",
+                        currency="EUR",
+                        erp_customer_id=f"CUST-{self.tag}",
+                    )
+                ],
+            )
+            c.execute(
+                insert(src.contracts),
+                [
+                    dict(
+                        contract_id=i["contract"],
+                        account_id=i["account"],
+                        contract_number=f"K-{self.tag}",
+                        contract_type="time_and_materials",
+                        status="active",
+                        currency="EUR",
+                        start_date=month - timedelta(days=365),
+                        end_date=None,
+                        cap_amount=D("3000.00"),
+                        cap_period="contract",
+                        retainer_hours_monthly=None,
+                    )
+                ],
+            )
+            c.execute(
+                insert(src.contract_rates),
+                [
+                    dict(
+                        rate_id=i["rate"],
+                        contract_id=i["contract"],
+                        labor_category="SENIOR_CONSULTANT",
+                        hourly_rate=D("150.00"),
+                        effective_from=month - timedelta(days=365),
+                        effective_to=None,
+                    )
+                ],
+            )
+        with self.psa.begin() as c:
+            c.execute(
+                insert(src.employees),
+                [
+                    dict(
+                        employee_id=i["employee"],
+                        name="Dana Demo",
+                        email="dana@example.com",
+                        labor_category="SENIOR_CONSULTANT",
+                        cost_center="CC-DEMO",
+                        legal_entity="DE01",
+                        active=True,
+                    )
+                ],
+            )
+            c.execute(
+                insert(src.projects),
+                [
+                    dict(
+                        project_id=i["project"],
+                        code=f"P-{self.tag}",
+                        name="Demo rollout",
+                        account_id=i["account"],
+                        contract_id=i["contract"],
+                        status="active",
+                        legal_entity="DE01",
+                    )
+                ],
+            )
+            c.execute(
+                insert(src.timesheets),
+                [
+                    self._ts(1, "8.00", month, now - timedelta(hours=3)),
+                    self._ts(2, "8.00", month + timedelta(days=1), now - timedelta(hours=2)),
+                    self._ts(3, "4.00", month + timedelta(days=2), now - timedelta(hours=1)),
+                ],
+            )
+        a, b, c3 = (str(self.ts_id(n)) for n in (1, 2, 3))
+        billed: Expect = {a: ("billed", None), b: ("billed", None), c3: ("billed", None)}
+        self.show("1. Time approved: 20 h at 150.00, cap 3,000.00 — billed", billed)
+
+        self._psa(
+            update(src.projects)
+            .where(src.projects.c.project_id == i["project"])
+            .values(status="on_hold")
+        )
+        held: Expect = {k: ("held", "PROJECT_ON_HOLD") for k in billed}
+        self.show("2a. Project put on hold — every line held, charges reversed", held)
+        self._psa(
+            update(src.projects)
+            .where(src.projects.c.project_id == i["project"])
+            .values(status="active")
+        )
+        self.show("2b. Project released — billed again", billed)
+
+        self._crm(
+            insert(src.contract_amendments).values(
+                amendment_id=i["amendment"],
+                contract_id=i["contract"],
+                status="pending",
+                effective_date=month,
+            )
+        )
+        self.show(
+            "3a. Amendment opened — lines held until it is decided",
+            {k: ("held", "AMENDMENT_PENDING") for k in billed},
+        )
+        self._crm(
+            update(src.contract_amendments)
+            .where(src.contract_amendments.c.amendment_id == i["amendment"])
+            .values(status="approved")
+        )
+        self.show("3b. Amendment approved — released", billed)
+
+        self._psa(
+            insert(src.timesheets).values(**self._ts(4, "8.00", month + timedelta(days=3), now))
+        )
+        d = str(self.ts_id(4))
+        self.show(
+            "4a. Cap reached — the new line is held",
+            {**billed, d: ("held", "BILLING_CAP_EXCEEDED")},
+        )
+        self._crm(
+            update(src.contracts)
+            .where(src.contracts.c.contract_id == i["contract"])
+            .values(cap_amount=D("5000.00"))
+        )
+        self.show("4b. Cap raised to 5,000.00 — billed", {**billed, d: ("billed", None)})
+
+        self._psa(
+            update(src.timesheets)
+            .where(src.timesheets.c.timesheet_id == self.ts_id(1))
+            .values(hours=D("6.00"))
+        )
+        self.show(
+            "5. An approved line edited after billing (8 h → 6 h) — an adjustment",
+            {**billed, d: ("billed", None)},
+        )
+
+    def _ts(self, n: int, hours: str, day: date, approved_at: datetime) -> dict[str, Any]:
+        return dict(
+            timesheet_id=self.ts_id(n),
+            employee_id=self.ids["employee"],
+            project_id=self.ids["project"],
+            work_date=day,
+            hours=D(hours),
+            billable=True,
+            status="approved",
+            approved_at=approved_at,
+            notes="demo",
+        )
+
+    def _psa(self, stmt: Any) -> None:
+        with self.psa.begin() as c:
+            c.execute(stmt)
+
+    def _crm(self, stmt: Any) -> None:
+        with self.crm.begin() as c:
+            c.execute(stmt)
+
+
+def new_tag(clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> str:
+    """A run tag: minutes since 2026-01-01, so reruns never collide."""
+    return str(int((clock() - datetime(2026, 1, 1, tzinfo=UTC)).total_seconds() // 60) % 10**6)
