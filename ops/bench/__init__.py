@@ -1,0 +1,1 @@
+"""Benchmarks behind ``billsync bench``: commands that print figures, not timed tests."""

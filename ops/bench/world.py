@@ -1,0 +1,213 @@
+"""A synthetic firm and its change stream, deterministic for a seed.
+
+Reference rows first (accounts, contracts of every type — some capped per month or per
+contract, some retainers — six rates per contract, projects, employees), then a working
+day's mix, repeated: timesheet lines created (submitted), approved, corrected, deleted, and
+now and then a project put on hold and released, a milestone accepted, a cap moved, a rate
+changed, an amendment opened and later approved, an employee moved to another cost center.
+:data:`MIX` is the share of each kind of change after the reference rows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from dataflows.model import (
+    Account,
+    Contract,
+    ContractAmendment,
+    ContractRate,
+    Employee,
+    Milestone,
+    Project,
+    Row,
+    Timesheet,
+)
+
+CATEGORIES = ("ANALYST", "CONSULTANT", "SENIOR_CONSULTANT", "MANAGER", "DEVELOPER", "ARCHITECT")
+JURISDICTIONS = ("US-NY", "US-CA", "GB", "DE", "FR", "NL")
+START = datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+# (kind, share of the changes after the reference rows); shares add up to 1
+MIX: tuple[tuple[str, float], ...] = (
+    ("timesheet submitted", 0.465),
+    ("timesheet approved", 0.445),
+    ("approved timesheet corrected", 0.045),
+    ("approved timesheet deleted", 0.020),
+    ("project on hold / released", 0.008),
+    ("milestone accepted", 0.005),
+    ("employee cost center moved", 0.003),
+    ("contract cap moved", 0.002),
+    ("contract rate changed", 0.002),
+    ("amendment opened / approved", 0.004),
+    ("account changed", 0.001),
+)
+
+Event = tuple[str, Row | None, Row | None]  # (op, before, after)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of the reference world."""
+
+    accounts: int = 40
+    contracts: int = 150
+    projects: int = 500
+    employees: int = 1000
+
+    @staticmethod
+    def for_lines(lines: int) -> Scale:
+        """A firm big enough for ``lines`` open lines (about 40 lines per project-month)."""
+        k = max(1, lines // 100_000)
+        return Scale(accounts=40 * k, contracts=150 * k, projects=500 * k, employees=1000 * k)
+
+
+def _currency(jurisdiction: str) -> str:
+    if jurisdiction.startswith("US"):
+        return "USD"
+    return "GBP" if jurisdiction == "GB" else "EUR"
+
+
+def reference_rows(scale: Scale) -> list[Row]:
+    """Accounts, contracts, rates, projects and employees: every row billable when approved."""
+    out: list[Row] = []
+    for i in range(scale.accounts):
+        j = JURISDICTIONS[i % len(JURISDICTIONS)]
+        out.append(Account(f"A{i}", f"Client {i}", j, _currency(j), f"CUST-{i:05d}", START))
+    for i in range(scale.contracts):
+        acct = i % scale.accounts
+        cur = _currency(JURISDICTIONS[acct % len(JURISDICTIONS)])
+        kind = ("time_and_materials", "time_and_materials", "time_and_materials", "retainer",
+                "milestone")[i % 5]  # fmt: skip
+        cap = Decimal("400000.00") if i % 3 == 1 else None
+        period = "contract" if i % 9 == 1 else "month"
+        retainer = Decimal("120.00") if kind == "retainer" else None
+        out.append(Contract(f"C{i}", f"A{acct}", f"K-{i:05d}", kind, "active", cur,
+                            date(2025, 1, 1), None, cap, period, retainer, START))  # fmt: skip
+        for k, cat in enumerate(CATEGORIES):
+            rate = Decimal(90 + 25 * k) + Decimal(i % 7) / 4
+            out.append(ContractRate(f"R{i}-{k}", f"C{i}", cat, rate, date(2025, 1, 1), None))
+    for i in range(scale.projects):
+        # milestone contracts bill milestones only: give projects mostly billable-by-time ones
+        c = i % scale.contracts
+        out.append(Project(f"P{i}", f"PRJ-{i:05d}", f"Project {i}", f"A{c % scale.accounts}",
+                           f"C{c}", "active", "US-INC" if i % 2 else "UK-LTD", START))  # fmt: skip
+    for i in range(scale.employees):
+        out.append(Employee(f"E{i}", f"Employee {i}", f"e{i}@firm.example",
+                            CATEGORIES[i % len(CATEGORIES)], f"CC-{i % 12:02d}",
+                            "UK-LTD" if i % 3 else "US-INC", True, START))  # fmt: skip
+    return out
+
+
+def change_stream(n: int, *, seed: int = 7, scale: Scale | None = None) -> Iterator[Event]:
+    """``n`` changes (reference rows included) of a firm at work."""
+    sc = scale or Scale()
+    rnd = random.Random(seed)  # noqa: S311  # synthetic data, not security
+    emitted = 0
+    rows = reference_rows(sc)
+    for row in rows[:n]:
+        yield ("r", None, row)
+        emitted += 1
+    contracts = [r for r in rows if isinstance(r, Contract)]
+    projects = {r.project_id: r for r in rows if isinstance(r, Project)}
+    employees = [r for r in rows if isinstance(r, Employee)]
+    accounts = [r for r in rows if isinstance(r, Account)]
+    rates = {r.rate_id: r for r in rows if isinstance(r, ContractRate)}
+    kinds = [k for k, _ in MIX]
+    weights = [w for _, w in MIX]
+    submitted: list[Timesheet] = []
+    approved: list[Timesheet] = []
+    pending: list[ContractAmendment] = []
+    clock = START
+    next_id = 1
+    while emitted < n:
+        clock += timedelta(seconds=9)  # ~ a thousand lines a working day
+        kind = rnd.choices(kinds, weights)[0]
+        event: Event | None = None
+        if kind == "timesheet submitted" or (kind == "timesheet approved" and not submitted):
+            emp = employees[rnd.randrange(len(employees))]
+            ts = Timesheet(next_id, emp.employee_id, f"P{rnd.randrange(sc.projects)}",
+                           (clock - timedelta(days=rnd.randint(0, 4))).date(),
+                           Decimal(rnd.choice(("1.00", "2.00", "4.00", "6.50", "8.00"))),
+                           rnd.random() < 0.92, "submitted", None, None, clock)  # fmt: skip
+            next_id += 1
+            submitted.append(ts)
+            event = ("c", None, ts)
+        elif kind == "timesheet approved":
+            old = submitted.pop(rnd.randrange(len(submitted)) if rnd.random() < 0.2 else 0)
+            new = replace(old, status="approved", approved_at=clock, updated_at=clock)
+            approved.append(new)
+            event = ("u", old, new)
+        elif kind == "approved timesheet corrected" and approved:
+            k = rnd.randrange(len(approved))
+            old = approved[k]
+            hours = min((old.hours or Decimal(0)) + Decimal("0.50"), Decimal("12.00"))
+            approved[k] = replace(old, hours=hours, notes="corrected", updated_at=clock)
+            event = ("u", old, approved[k])
+        elif kind == "approved timesheet deleted" and approved:
+            old = approved.pop(rnd.randrange(len(approved)))
+            event = ("d", old, None)
+        elif kind == "project on hold / released":
+            p = projects[f"P{rnd.randrange(sc.projects)}"]
+            status = "active" if p.status == "on_hold" else "on_hold"
+            projects[p.project_id] = replace(p, status=status, updated_at=clock)
+            event = ("u", p, projects[p.project_id])
+        elif kind == "milestone accepted":
+            c = 4 + 5 * rnd.randrange(max(1, sc.contracts // 5))  # a milestone contract
+            amount = Decimal(rnd.randint(5, 50) * 1000)
+            ms = Milestone(f"M{emitted}", f"P{c % sc.projects}", "Phase", amount,
+                           clock.date(), "accepted", clock, clock)  # fmt: skip
+            event = ("c", None, ms)
+        elif kind == "employee cost center moved":
+            k = rnd.randrange(len(employees))
+            old_e = employees[k]
+            employees[k] = replace(old_e, cost_center=f"CC-{rnd.randrange(12):02d}")
+            event = ("u", old_e, employees[k])
+        elif kind == "contract cap moved":
+            k = rnd.randrange(len(contracts))
+            old_c = contracts[k]
+            cap = (old_c.cap_amount or Decimal("300000.00")) + rnd.choice((-20000, 20000))
+            contracts[k] = replace(old_c, cap_amount=cap, updated_at=clock)
+            event = ("u", old_c, contracts[k])
+        elif kind == "contract rate changed":
+            rid = f"R{rnd.randrange(sc.contracts)}-{rnd.randrange(len(CATEGORIES))}"
+            old_r = rates[rid]
+            rates[rid] = replace(old_r, hourly_rate=(old_r.hourly_rate or Decimal(0)) + 5)
+            event = ("u", old_r, rates[rid])
+        elif kind == "amendment opened / approved":
+            if pending and rnd.random() < 0.5:
+                old_a = pending.pop(0)
+                event = ("u", old_a, replace(old_a, status="approved", updated_at=clock))
+            else:
+                a = ContractAmendment(f"AM{emitted}", f"C{rnd.randrange(sc.contracts)}",
+                                      "pending", clock.date(), clock)  # fmt: skip
+                pending.append(a)
+                event = ("c", None, a)
+        elif kind == "account changed":
+            k = rnd.randrange(len(accounts))
+            old_a2 = accounts[k]
+            accounts[k] = replace(old_a2, name=f"{old_a2.name}.", updated_at=clock)
+            event = ("u", old_a2, accounts[k])
+        if event is not None:
+            yield event
+            emitted += 1
+
+
+def open_lines_stream(lines: int, *, seed: int = 11) -> Iterator[Event]:
+    """Reference rows, then ``lines`` approved timesheet lines over 12 months (snapshot reads)."""
+    sc = Scale.for_lines(lines)
+    rnd = random.Random(seed)  # noqa: S311  # synthetic data, not security
+    for row in reference_rows(sc):
+        yield ("r", None, row)
+    day0 = date(2025, 2, 3)
+    for i in range(1, lines + 1):
+        work = day0 + timedelta(days=rnd.randrange(330))
+        at = datetime(work.year, work.month, work.day, 18, tzinfo=UTC) + timedelta(seconds=i)
+        yield ("r", None, Timesheet(i, f"E{rnd.randrange(sc.employees)}",
+                                    f"P{rnd.randrange(sc.projects)}", work,
+                                    Decimal(rnd.choice(("2.00", "4.00", "8.00"))), True,
+                                    "approved", at, None, at))  # fmt: skip
