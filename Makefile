@@ -30,5 +30,11 @@ test-unit: setup ## unit tests only (no services)
 test: setup ## every test tier; the integration fixture installs and starts the local stack
 	$(BIN)/pytest
 
+demo: setup ## the whole pipeline on the local stack and a live billing story
+	$(BIN)/billsync demo
+
+demo-down: setup ## stop the demo's flow and the local stack
+	$(BIN)/billsync demo down
+
 clean: ## remove the venv and caches (not the stack: see `billsync stack down --purge`)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

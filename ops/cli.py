@@ -27,6 +27,7 @@ GROUPS: list[tuple[str, str]] = [
     ("schemas", "ops.commands.schemas"),
     ("run", "ops.commands.run"),
     ("recon", "ops.commands.recon"),
+    ("demo", "ops.commands.demo"),
 ]
 
 for _name, _module in GROUPS:

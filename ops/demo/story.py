@@ -50,8 +50,8 @@ class Demo:
         return 9_000_000_000 + int(self.tag) * 100 + n
 
     # --- printing ------------------------------------------------------------------------
-    def show(self, title: str, expect: Expect) -> None:
-        self.wait(expect)
+    def show(self, title: str, expect: Expect, billed: dict[str, Decimal] | None = None) -> None:
+        self.wait(expect, billed or {})
         console.rule(f"[bold]{title}")
         ids = [str(self.ts_id(n)) for n in range(1, 10)]
         s = erp.billing_line_state
@@ -70,10 +70,11 @@ class Demo:
                 .all()
             )
             fig = figures(c, self.ids["project"], lines[0]["period"]) if lines else None
+        label = {str(self.ts_id(n)): f"line {n}" for n in range(1, 10)}
         emit_table(
-            [dict(r) for r in lines],
+            [{**r, "line": label[r["source_id"]]} for r in lines],
             (
-                "source_id",
+                "line",
                 "state",
                 "reason",
                 "billable_amount",
@@ -84,16 +85,8 @@ class Demo:
             title="billing_line_state",
         )
         emit_table(
-            [dict(r) for r in entries],
-            (
-                "source_id",
-                "seq",
-                "entry_type",
-                "amount",
-                "tax_amount",
-                "currency",
-                "source_position",
-            ),
+            [{**r, "line": label[r["source_id"]]} for r in entries],
+            ("line", "seq", "entry_type", "amount", "tax_amount", "currency", "source_position"),
             title="ERP ledger",
         )
         if fig is not None:
@@ -112,19 +105,20 @@ class Demo:
                 title=f"reconciliation {self.ids['project']}",
             )
 
-    def wait(self, expect: Expect) -> None:
+    def wait(self, expect: Expect, billed: dict[str, Decimal]) -> None:
         deadline = time.monotonic() + self.timeout_s
         s = erp.billing_line_state
         have: dict[str, tuple[str, str | None]] = {}
         while time.monotonic() < deadline:
             with self.erp.connect() as c:
                 rows = c.execute(
-                    select(s.c.source_id, s.c.state, s.c.reason).where(
+                    select(s.c.source_id, s.c.state, s.c.reason, s.c.billed_amount).where(
                         s.c.source_type == "timesheet", s.c.source_id.in_(list(expect))
                     )
                 ).all()
             have = {r[0]: (r[1], r[2]) for r in rows}
-            if have == expect:
+            amounts = {r[0]: r[3] for r in rows}
+            if have == expect and all(amounts.get(k) == v for k, v in billed.items()):
                 return
             time.sleep(0.5)
         raise BillsyncError(
@@ -278,6 +272,7 @@ class Demo:
         self.show(
             "5. An approved line edited after billing (8 h → 6 h) — an adjustment",
             {**billed, d: ("billed", None)},
+            {a: D("900.00")},
         )
 
     def _ts(self, n: int, hours: str, day: date, approved_at: datetime) -> dict[str, Any]:
