@@ -28,6 +28,7 @@ GROUPS: list[tuple[str, str]] = [
     ("run", "ops.commands.run"),
     ("recon", "ops.commands.recon"),
     ("demo", "ops.commands.demo"),
+    ("bench", "ops.commands.bench"),
 ]
 
 for _name, _module in GROUPS:
