@@ -1,0 +1,407 @@
+"""The e2e harness: a real ``billsync run`` subprocess with its own ERP schema, and probes.
+
+- :class:`Flow`: ``billsync run`` as a child process with an isolated environment — its own
+  recovery dir, metrics port and ERP (a fresh PostgreSQL schema of the ``erp`` database,
+  selected with libpq's ``options=-csearch_path=<schema>``), snapshots every second. It reads
+  the shared source topics from the beginning, so its ERP holds the whole world (seed data
+  included); tests assert on their own rows and use ``billsync recon audit`` (same env) as
+  the global check. ``kill()`` is SIGKILL; ``start()`` again resumes from the recovery dir.
+- :class:`Erp`: read the flow's ERP schema; :meth:`Erp.wait_lines` polls until the given
+  lines have the expected fields, failing with a table of expected vs current rows.
+- :func:`ledger_violations`: the "no effect posted twice" invariants of one item's entries.
+- :class:`Sources`: insert/update/delete rows of the real PSA and CRM tables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+
+from dataflows.billing.ledger import transaction_id
+from ops.settings import Settings
+from ops.sourcedb import tables as src
+from sinks.erp import tables as erp
+
+REPO = Path(__file__).resolve().parents[2]
+BILLSYNC = [sys.executable, "-m", "ops.cli"]
+WAIT_S = 150.0  # longest wait for the ERP to reflect a change (catch-up from offset 0 included)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def schema_url(base_url: str, schema: str) -> str:
+    """``base_url`` with libpq's ``options=-csearch_path=<schema>``: every connection of the
+    flow, the audit and the test lands in that schema (and only there)."""
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+@dataclass
+class Flow:
+    """One ``billsync run`` child process (and the ``billsync`` commands of its world)."""
+
+    settings: Settings
+    schema: str
+    recovery_dir: Path
+    log_path: Path
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    _log: TextIO | None = None
+
+    @property
+    def erp_url(self) -> str:
+        return schema_url(self.settings.require("erp_db_url"), self.schema)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "BILLSYNC_STACK_DIR": str((REPO / self.settings.stack_dir).resolve()),
+                "PSA_DB_URL": self.settings.require("psa_db_url"),
+                "CRM_DB_URL": self.settings.require("crm_db_url"),
+                "ERP_DB_URL": self.erp_url,
+                "KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+                "SCHEMA_REGISTRY_URL": self.settings.schema_registry_url,
+                "BILLSYNC_RECOVERY_DIR": str(self.recovery_dir),
+                "BILLSYNC_METRICS_PORT": str(self.metrics_port),
+                "BILLSYNC_SNAPSHOT_INTERVAL_S": "1",
+                "BILLSYNC_RECON_INTERVAL_S": "1",
+                "NO_COLOR": "1",
+                "COLUMNS": "200",
+            }
+        )
+        return env
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "flow already running"
+        self.starts += 1
+        self._log = self.log_path.open("a", encoding="utf-8")
+        self._log.write(f"\n=== start #{self.starts} at {time.strftime('%H:%M:%S')} ===\n")
+        self._log.flush()
+        self.proc = subprocess.Popen(  # noqa: S603  # our own CLI, fixed arguments
+            [*BILLSYNC, "run"],
+            cwd=REPO,
+            env=self.env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(
+                f"billsync run exited with {self.proc.returncode}; log tail:\n{self.log_tail()}"
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no snapshot, no flush, no goodbye."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._close_log()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop within 30 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._close_log()
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def cli(self, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+        """A ``billsync`` command with this flow's environment (same ERP schema)."""
+        return subprocess.run(  # noqa: S603  # our own CLI, fixed arguments
+            [*BILLSYNC, *args],
+            cwd=REPO,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def audit_clean(self, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run ``billsync recon audit`` until it exits 0 (the flow may still be catching up
+        with the last changes, or with other sessions' writes); fail with its last output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            res = self.cli("recon", "audit")
+            if res.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        assert res.returncode == 0, (
+            f"recon audit exit {res.returncode}:\n{res.stdout}\n{res.stderr}"
+        )
+        return res
+
+
+# --- reading the ERP ------------------------------------------------------------------------
+
+LineKey = tuple[str, str]
+
+
+class Erp:
+    """The flow's ERP schema, read with the same search_path."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def wait_tables(self, flow: Flow, timeout: float = 60.0) -> None:
+        """Until the flow has created the ERP tables in its schema."""
+
+        def ready() -> bool:
+            with self.engine.connect() as conn:
+                return inspect(conn).has_table(erp.billing_line_state.name)
+
+        wait_until(ready, timeout=timeout, what="the flow's ERP tables", flow=flow)
+
+    def count_lines(self) -> int:
+        with self.engine.connect() as conn:
+            n: int = conn.execute(
+                select(func.count()).select_from(erp.billing_line_state)
+            ).scalar_one()
+            return n
+
+    def lines(self, keys: Iterable[LineKey]) -> dict[LineKey, dict[str, Any]]:
+        keys = set(keys)
+        s = erp.billing_line_state
+        ids = sorted({k[1] for k in keys})
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s).where(s.c.source_id.in_(ids))).mappings().all()
+        return {(r["source_type"], r["source_id"]): dict(r) for r in rows} if ids else {}
+
+    def ledger(self, ids: Iterable[str]) -> dict[LineKey, list[dict[str, Any]]]:
+        tx = erp.erp_billing_transactions
+        out: dict[LineKey, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tx).where(tx.c.source_id.in_(sorted(set(ids)))).order_by(tx.c.seq)
+            ).mappings()
+            for r in rows:
+                out.setdefault((r["source_type"], r["source_id"]), []).append(dict(r))
+        return out
+
+    def schedule(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        s = erp.invoice_schedule
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s).where(s.c.milestone_id.in_(sorted(set(ids)))))
+            return {r["milestone_id"]: dict(r) for r in rows.mappings()}
+
+    def wait_lines(
+        self,
+        expected: Mapping[LineKey, Mapping[str, Any] | None],
+        *,
+        flow: Flow | None = None,
+        timeout: float = WAIT_S,
+        what: str = "",
+    ) -> dict[LineKey, dict[str, Any]]:
+        """Poll until every key has the expected fields (None: no line state)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.lines(expected)
+            wrong = _mismatches(expected, current)
+            if not wrong:
+                return current
+            if flow is not None:
+                flow.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"ERP did not reach the expected line states{' (' + what + ')' if what else ''}"
+                    f" within {timeout:.0f}s; {len(wrong)} wrong:\n" + "\n".join(wrong)
+                )
+            time.sleep(0.5)
+
+    def wait_schedule(
+        self,
+        expected: Mapping[str, Mapping[str, Any] | None],
+        *,
+        flow: Flow | None = None,
+        timeout: float = WAIT_S,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.schedule(expected)
+            wrong = [
+                f"  {mid}: expected {want}, have {current.get(mid)}"
+                for mid, want in expected.items()
+                if (want is None) != (mid not in current)
+                or (want is not None and any(current[mid][f] != v for f, v in want.items()))
+            ]
+            if not wrong:
+                return
+            if flow is not None:
+                flow.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError("invoice_schedule not as expected:\n" + "\n".join(wrong))
+            time.sleep(0.5)
+
+
+def _mismatches(
+    expected: Mapping[LineKey, Mapping[str, Any] | None], current: Mapping[LineKey, Any]
+) -> list[str]:
+    wrong = []
+    for key, want in sorted(expected.items()):
+        have = current.get(key)
+        if want is None:
+            if have is not None:
+                wrong.append(f"  {key}: expected no line state, have {_brief(have)}")
+        elif have is None:
+            wrong.append(f"  {key}: expected {dict(want)}, have no line state")
+        elif any(have.get(f) != v for f, v in want.items()):
+            wrong.append(f"  {key}: expected {dict(want)}, have {_brief(have)}")
+    return wrong
+
+
+def _brief(row: Mapping[str, Any]) -> str:
+    keys = (
+        "state",
+        "reason",
+        "contract_id",
+        "billable_amount",
+        "billed_amount",
+        "held_amount",
+        "tax_amount",
+        "covered_hours",
+    )
+    return "{" + ", ".join(f"{k}={row.get(k)!s}" for k in keys) + "}"
+
+
+def ledger_violations(key: LineKey, entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What would show an effect posted twice or lost, for one item's entries (by seq):
+    seq is 0..n-1 without gaps, transaction ids are the deterministic ones, a ``charge``
+    only when the item holds nothing, a ``reversal`` brings it to exactly 0, an
+    ``adjustment`` goes from non-zero to non-zero."""
+    out = []
+    amount = tax = Decimal("0.00")
+    for n, e in enumerate(entries):
+        where = f"{key} seq {e['seq']} ({e['entry_type']} {e['amount']})"
+        if e["seq"] != n:
+            out.append(f"{where}: expected seq {n}")
+        if e["transaction_id"] != transaction_id(key[0], key[1], e["seq"]):
+            out.append(f"{where}: transaction_id is not the deterministic one")
+        empty_before = amount == 0 and tax == 0
+        amount += e["amount"]
+        tax += e["tax_amount"]
+        empty_after = amount == 0 and tax == 0
+        kind = e["entry_type"]
+        if kind == "charge" and not empty_before:
+            out.append(f"{where}: charge while the item already holds {amount - e['amount']}")
+        if kind == "reversal" and (empty_before or not empty_after):
+            out.append(f"{where}: reversal does not bring the item to 0 (now {amount})")
+        if kind == "adjustment" and (empty_before or empty_after):
+            out.append(f"{where}: adjustment from/to an empty item")
+    return out
+
+
+# --- writing the sources ----------------------------------------------------------------------
+
+
+class Sources:
+    """Rows of the real PSA (PostgreSQL) and CRM (MariaDB) tables, by table name."""
+
+    def __init__(self, psa: Engine, crm: Engine) -> None:
+        self.psa = psa
+        self.crm = crm
+        self.written: dict[str, set[Any]] = {}
+
+    def _where(self, name: str) -> tuple[Engine, Table]:
+        engine = self.psa if name in src.PSA_TABLES else self.crm
+        return engine, getattr(src, name)
+
+    @staticmethod
+    def _pk(table: Table) -> Any:
+        return next(iter(table.primary_key.columns))
+
+    def insert(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        engine, table = self._where(name)
+        with engine.begin() as conn:
+            conn.execute(insert(table), [dict(r) for r in rows])
+        pk = self._pk(table).name
+        self.written.setdefault(name, set()).update(r[pk] for r in rows)
+
+    def update(self, name: str, key: Any, **values: Any) -> None:
+        engine, table = self._where(name)
+        with engine.begin() as conn:
+            res = conn.execute(update(table).where(self._pk(table) == key).values(**values))
+            assert res.rowcount == 1, f"{name} {key!r}: no such row"
+
+    def delete(self, name: str, key: Any) -> None:
+        engine, table = self._where(name)
+        with engine.begin() as conn:
+            conn.execute(delete(table).where(self._pk(table) == key))
+
+    def cleanup(self) -> None:
+        """Delete every row this test inserted (the shared world stays near the seed)."""
+        for name, keys in self.written.items():
+            engine, table = self._where(name)
+            with engine.begin() as conn:
+                conn.execute(delete(table).where(self._pk(table).in_(sorted(keys))))
+        self.written.clear()
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout: float, what: str, flow: Flow | None = None
+) -> Any:
+    """Poll ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if flow is not None:
+            flow.check_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
