@@ -27,6 +27,8 @@ GROUPS: list[tuple[str, str]] = [
     ("schemas", "ops.commands.schemas"),
     ("run", "ops.commands.run"),
     ("recon", "ops.commands.recon"),
+    ("exceptions", "ops.commands.exceptions"),
+    ("dlq", "ops.commands.dlq"),
     ("demo", "ops.commands.demo"),
     ("bench", "ops.commands.bench"),
 ]
