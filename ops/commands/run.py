@@ -10,10 +10,12 @@ from typing import Annotated
 
 import typer
 from bytewax.run import cli_main
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY
 
 from ops.console import console
-from ops.runner import prepare_recovery, production_flow, recovery_dir
+from ops.http import Health, serve
+from ops.metrics import ErpCollector
+from ops.runner import erp_engine, prepare_recovery, production_flow, recovery_dir
 from ops.settings import get_settings
 
 app = typer.Typer(help="Run the billing dataflow (Kafka in, ERP + Kafka out), with recovery.")
@@ -34,15 +36,22 @@ def run(
         return
     rc = prepare_recovery(settings)
     flow = production_flow(settings)
+    health: Health | None = None
     if settings.metrics_port:
         port = settings.metrics_port + (process_id or 0)
-        start_http_server(port, addr="127.0.0.1")
-        console.print(f"metrics: http://127.0.0.1:{port}/metrics")
+        erp = erp_engine(settings.require("erp_db_url"))
+        if not process_id:  # one process reports the ERP-side gauges
+            REGISTRY.register(ErpCollector(erp, settings.kafka_bootstrap))
+        health = Health(erp)
+        serve(port, health)
+        console.print(f"metrics: http://127.0.0.1:{port}/metrics, health: /health")
     console.print(
         f"billsync run: {workers} worker(s)"
         + (f", process {process_id}" if process_id is not None else "")
         + f", recovery {recovery_dir(settings)}, snapshots every {settings.snapshot_interval_s}s"
     )
+    if health is not None:
+        health.flow_started = True  # the flow is built and its topics exist; Bytewax takes over
     cli_main(  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
         flow,
         workers_per_process=workers,
