@@ -22,7 +22,7 @@ re-run it for a whole group (:func:`group_of`) whenever one member changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 
@@ -44,8 +44,19 @@ def group_of(contract: Contract, month: str) -> str:
     return WHOLE_CONTRACT if contract_wide(contract) else month
 
 
-def allocate(contract: Contract, candidates: Iterable[Candidate]) -> dict[LineKey, LineTarget]:
-    """The final targets of ``candidates`` (all of one contract, or one month group of it)."""
+def allocate(
+    contract: Contract,
+    candidates: Iterable[Candidate],
+    *,
+    current: Mapping[LineKey, LineTarget] | None = None,
+    fresh: Collection[LineKey] = (),
+) -> dict[LineKey, LineTarget]:
+    """The final targets of ``candidates`` (all of one contract, or one month group of it).
+
+    With ``current`` (the targets already held) only targets that differ are returned: a
+    member whose allocation figures are unchanged and whose candidate is not in ``fresh``
+    (candidates that changed since ``current`` was computed) keeps its current target.
+    """
     ordered = sorted(candidates, key=lambda c: c.order)
     retainer = contract.contract_type == "retainer"
     allowance = contract.retainer_hours_monthly or ZERO
@@ -72,6 +83,17 @@ def allocate(contract: Contract, candidates: Iterable[Candidate]) -> dict[LineKe
             billed = min(billable, room)
             billed_in[period] = billed_in.get(period, ZERO) + billed
         held = billable - billed
+        key = cand.target.key
+        if current is not None and key not in fresh:
+            cur = current.get(key)
+            if (
+                cur is not None
+                and cur.billed_amount == billed
+                and cur.billable_amount == billable
+                and cur.held_amount == held
+                and cur.covered_hours == covered
+            ):
+                continue  # same figures, same candidate: state, reason and tax are the same
         if held > 0:
             state = State.PARTIALLY_HELD if billed > 0 else State.HELD
             reason: str | None = Reason.BILLING_CAP_EXCEEDED
@@ -79,7 +101,7 @@ def allocate(contract: Contract, candidates: Iterable[Candidate]) -> dict[LineKe
             state, reason = State.NON_BILLABLE, Reason.COVERED_BY_RETAINER
         else:
             state, reason = State.BILLED, None
-        out[cand.target.key] = replace(
+        out[key] = replace(
             cand.target,
             state=state,
             reason=reason,

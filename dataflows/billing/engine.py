@@ -104,6 +104,37 @@ _INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+# the columns of referenced rows that classification or the schedule reads
+_READ: dict[str, tuple[str, ...]] = {
+    "employees": ("labor_category", "cost_center"),
+    "projects": ("contract_id", "status", "legal_entity"),
+    "contracts": (
+        "account_id",
+        "contract_type",
+        "status",
+        "currency",
+        "start_date",
+        "end_date",
+    ),
+    "accounts": ("erp_customer_id", "currency", "tax_jurisdiction"),
+    "contract_amendments": ("contract_id", "status"),
+    "contract_rates": (
+        "contract_id",
+        "labor_category",
+        "hourly_rate",
+        "effective_from",
+        "effective_to",
+    ),
+}
+
+
+def _same(old: Row | None, new: Row | None, columns: tuple[str, ...]) -> bool:
+    """Both rows exist and agree on ``columns``."""
+    if old is None or new is None:
+        return False
+    return all(getattr(old, c) == getattr(new, c) for c in columns)
+
+
 def _link(index: Index, ref: str | None, key: str) -> None:
     if ref is not None:
         index.setdefault(ref, set()).add(key)
@@ -249,28 +280,55 @@ class BillingEngine:
     def _dependents(
         self, table: str, key: str, old: Row | None, new: Row | None
     ) -> tuple[set[LineKey], set[str]]:
-        """Items to re-classify, and contracts whose groups must all be re-allocated."""
+        """Items to re-classify, and contracts whose groups must all be re-allocated.
+
+        A change of a referenced row that touches none of the columns the rules read (see
+        :data:`_READ`) re-classifies nothing; a rate change re-classifies only the
+        timesheets whose employee has the rate's (old or new) labor category; an amendment
+        change only matters when it is or was pending.
+        """
         items: set[LineKey] = set()
         contracts: set[str] = set()
         if table == "timesheets":
             items.add((TS, key))
         elif table == "milestones":
             items.add((MS, key))
-        elif table == "employees":
-            items.update((TS, k) for k in self.state.ts_by_employee.get(key, ()))
-        elif table == "projects":
-            self._items_of_project(key, items)
         elif table == "contracts":
-            self._items_of_contract(key, items)
             contracts.add(key)  # cap, cap period or retainer may have changed
-        elif table == "accounts":
-            for contract_id in self.state.contracts_by_account.get(key, ()):
-                self._items_of_contract(contract_id, items)
-        elif table in ("contract_rates", "contract_amendments"):
-            for row in (old, new):
-                assert row is None or isinstance(row, ContractRate | ContractAmendment)
-                self._items_of_contract(row.contract_id if row is not None else None, items)
+            if not _same(old, new, _READ[table]):
+                self._items_of_contract(key, items)
+        elif not _same(old, new, _READ.get(table, ())):
+            if table == "employees":
+                items.update((TS, k) for k in self.state.ts_by_employee.get(key, ()))
+            elif table == "projects":
+                self._items_of_project(key, items)
+            elif table == "accounts":
+                for contract_id in self.state.contracts_by_account.get(key, ()):
+                    self._items_of_contract(contract_id, items)
+            elif table == "contract_amendments":
+                for row in (old, new):
+                    assert row is None or isinstance(row, ContractAmendment)
+                    if row is not None and row.status == "pending":
+                        self._items_of_contract(row.contract_id, items)
+            elif table == "contract_rates":
+                self._items_of_rate(old, new, items)
         return items, contracts
+
+    def _items_of_rate(self, old: Row | None, new: Row | None, out: set[LineKey]) -> None:
+        categories: set[str | None] = set()
+        scope: set[LineKey] = set()
+        for row in (old, new):
+            assert row is None or isinstance(row, ContractRate)
+            if row is not None:
+                categories.add(row.labor_category)
+                self._items_of_contract(row.contract_id, scope)
+        for item in scope:
+            if item[0] != TS:
+                continue  # milestones use no rate
+            ts = self.state.rows["timesheets"].get(item[1])
+            employee = self.employee(ts.employee_id) if isinstance(ts, Timesheet) else None
+            if employee is not None and employee.labor_category in categories:
+                out.add(item)
 
     def _classify(self, item: LineKey) -> Outcome:
         source_type, key = item
@@ -286,6 +344,7 @@ class BillingEngine:
         st = self.state
         changed: dict[LineKey, LineTarget | None] = {}  # item -> target before this change
         dirty: set[tuple[str, str]] = {(c, WHOLE_CONTRACT) for c in contracts}
+        fresh: set[LineKey] = set()  # items whose candidate changed
         sched: list[ScheduleUpdate] = []
         for item in sorted(items):
             outcome = self._classify(item)
@@ -296,6 +355,7 @@ class BillingEngine:
                 dirty.add((before.contract_id, before.month))
             if isinstance(outcome, Candidate):
                 if before != outcome:
+                    fresh.add(item)
                     st.candidates[item] = outcome
                     st.members.setdefault(outcome.contract_id, {}).setdefault(
                         outcome.month, set()
@@ -306,7 +366,7 @@ class BillingEngine:
             if item[0] == MS:
                 sched.extend(self._schedule(item[1]))
         for contract_id, month in self._groups(dirty):
-            self._allocate(contract_id, month, changed)
+            self._allocate(contract_id, month, fresh, changed)
         updates = tuple(
             LineUpdate(k, old, st.lines.get(k))
             for k, old in sorted(changed.items())
@@ -342,7 +402,11 @@ class BillingEngine:
         return sorted(out)
 
     def _allocate(
-        self, contract_id: str, month: str, changed: dict[LineKey, LineTarget | None]
+        self,
+        contract_id: str,
+        month: str,
+        fresh: set[LineKey],
+        changed: dict[LineKey, LineTarget | None],
     ) -> None:
         contract = self.contract(contract_id)
         assert contract is not None
@@ -351,7 +415,12 @@ class BillingEngine:
             keys: Iterable[LineKey] = [k for group in months.values() for k in group]
         else:
             keys = months.get(month, ())
-        result = allocate(contract, (self.state.candidates[k] for k in keys))
+        result = allocate(
+            contract,
+            (self.state.candidates[k] for k in keys),
+            current=self.state.lines,
+            fresh=fresh,
+        )
         for item, target in result.items():
             self._set_line(item, target, changed)
 
