@@ -37,7 +37,7 @@ class ErpCollector(Collector):
         self._consumer: Consumer | None = None
         self._ensured = False
 
-    def _dlq_size(self) -> int | None:
+    def dlq_size(self) -> int | None:
         """Records in the DLQ topic (high - low watermark over its partitions)."""
         try:
             if self._consumer is None:
@@ -85,7 +85,7 @@ class ErpCollector(Collector):
         for (state, reason), n in sorted(counts.items()):
             lines.add_metric([state, reason], n)
         yield lines
-        size = self._dlq_size()
+        size = self.dlq_size()
         if size is not None:
             yield GaugeMetricFamily(
                 "billsync_dlq_depth",
