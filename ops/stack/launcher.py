@@ -8,6 +8,7 @@ start in parallel; Connect starts once Kafka answers metadata requests.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import socket
 import time
@@ -29,6 +30,8 @@ from ops.stack.paths import StackPaths
 from ops.stack.postgres import Postgres
 
 Report = Callable[[str, str], None]  # (component, message)
+
+START_ORDER = t.COMPONENTS
 
 CLASSES: dict[str, type[Component]] = {
     "postgres": Postgres,
@@ -147,6 +150,19 @@ def start(component: Component, report: Report) -> Started:
 
 
 def up(settings: Settings, report: Report, say: Callable[[str], None]) -> list[Started]:
+    """Install when needed, start what is not running, wait until everything is healthy.
+
+    Two concurrent ``up`` calls (two test sessions) serialise on ``run/up.lock``: the second
+    one then finds the components running and only checks them.
+    """
+    paths = StackPaths.from_settings(settings)
+    paths.run.mkdir(parents=True, exist_ok=True)
+    with (paths.run / "up.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _up_locked(settings, report, say)
+
+
+def _up_locked(settings: Settings, report: Report, say: Callable[[str], None]) -> list[Started]:
     ctx = context(settings)
     _check_traversable(ctx.paths)
     for sub in (ctx.paths.logs, ctx.paths.run, ctx.paths.conf, ctx.paths.data):

@@ -1,0 +1,122 @@
+"""Integration tier: the real local stack, started once per session (or reused when running).
+
+Fixtures for every integration test:
+
+- ``stack``: session-scoped ``Settings`` of a healthy stack (connection URLs filled in from
+  ``<stack_dir>/stack.env``). Reuses a healthy running stack; otherwise installs and starts it,
+  and at session end stops only the components this session started.
+- ``unique_name``: ``unique_name("pipe")`` -> ``"it_pipe_3f9c1a2b"``; safe for topics,
+  consumer groups, connector names, PostgreSQL slot names and table names.
+- ``kafka_admin``: a confluent_kafka ``AdminClient`` on the stack's broker.
+- ``registry``: a confluent_kafka ``SchemaRegistryClient`` on the registry's ccompat API.
+- ``psa_engine`` / ``crm_engine`` / ``erp_engine``: SQLAlchemy engines as the application users.
+- ``pg_superuser``: a callable returning a superuser psycopg connection to a database of the
+  private cluster (autocommit), e.g. to drop replication slots.
+
+Every test collected under tests/integration gets the ``integration`` marker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from ops.settings import Settings, stack_dir_from_env
+from ops.stack import launcher
+from ops.stack.component import StackContext
+from ops.stack.postgres import Postgres
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _settings() -> Settings:
+    env_file = stack_dir_from_env() / "stack.env"
+    return Settings(_env_file=env_file if env_file.exists() else None)  # type: ignore[call-arg]  # pydantic-settings init kwarg
+
+
+def _quiet(component: str, message: str) -> None:
+    """Progress of `up` is not interesting inside a test session."""
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    settings = _settings()
+    rows = launcher.status(settings)
+    started: list[str] = []
+    if not all(row["healthy"] for row in rows):
+        results = launcher.up(settings, _quiet, lambda _msg: None)
+        started = [r.component for r in results if not r.reused]
+        settings = _settings()  # now with the URLs of the freshly written stack.env
+    yield settings
+    if started:
+        ctx = launcher.context(settings, create_secrets=False)
+        comps = launcher.components(ctx)
+        for name in reversed(launcher.START_ORDER):
+            if name in started:
+                launcher.stop_component(comps[name])
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    def make(prefix: str) -> str:
+        return f"it_{prefix}_{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(stack: Settings) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+
+
+@pytest.fixture(scope="session")
+def registry(stack: Settings) -> Any:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient({"url": stack.schema_registry_url})
+
+
+@pytest.fixture(scope="session")
+def psa_engine(stack: Settings) -> Iterator[Engine]:
+    engine = create_engine(stack.require("psa_db_url"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def crm_engine(stack: Settings) -> Iterator[Engine]:
+    engine = create_engine(stack.require("crm_db_url"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def erp_engine(stack: Settings) -> Iterator[Engine]:
+    engine = create_engine(stack.require("erp_db_url"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_superuser(stack: Settings) -> Callable[[str], psycopg.Connection[Any]]:
+    ctx: StackContext = launcher.context(stack, create_secrets=False)
+    postgres = Postgres(ctx)
+
+    def connect(dbname: str = "postgres") -> psycopg.Connection[Any]:
+        return postgres.connect(dbname)
+
+    return connect
