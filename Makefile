@@ -36,5 +36,11 @@ demo: setup ## the whole pipeline on the local stack and a live billing story
 demo-down: setup ## stop the demo's flow and the local stack
 	$(BIN)/billsync demo down
 
+stack-up: setup ## install (apt + Maven, once) and start the local stack; idempotent
+	$(BIN)/billsync stack up
+
+stack-down: setup ## stop the local stack's processes (data kept; add --purge via the CLI)
+	$(BIN)/billsync stack down
+
 clean: ## remove the venv and caches (not the stack: see `billsync stack down --purge`)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
