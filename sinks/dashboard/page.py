@@ -112,7 +112,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
 .chart text{font-size:12px;fill:#374151}
 table{border-collapse:collapse;font-size:13px}
 td,th{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:left}
-.empty{color:#6b7280} .row{display:flex;gap:24px;align-items:flex-start}
+.empty{color:#6b7280}
 """
 
 
