@@ -105,7 +105,7 @@ def status(
     rows = launcher.status(get_settings())
     emit_table(
         rows,
-        ["component", "pid", "port", "running", "healthy", "rss_mb", "log"],
+        ["component", "pid", "port", "running", "healthy", "rss_mb", "reason"],
         title="stack",
         as_json=as_json,
     )
