@@ -61,17 +61,6 @@ def components(ctx: StackContext) -> dict[str, Component]:
     return {name: CLASSES[name](ctx) for name in t.COMPONENTS}
 
 
-def _check_traversable(paths: StackPaths) -> None:
-    """The database servers run as their own users: they must reach the stack directory."""
-    for parent in [paths.root, *paths.root.parents]:
-        if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise StackError(
-                "stack",
-                f"{parent} is not traversable by other users (postgres/mysql need it)",
-                None,
-            )
-
-
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -163,11 +152,12 @@ def up(settings: Settings, report: Report, say: Callable[[str], None]) -> list[S
 
 def _up_locked(settings: Settings, report: Report, say: Callable[[str], None]) -> list[Started]:
     ctx = context(settings)
-    _check_traversable(ctx.paths)
     for sub in (ctx.paths.logs, ctx.paths.run, ctx.paths.conf, ctx.paths.data):
         sub.mkdir(parents=True, exist_ok=True)
     ctx.paths.root.chmod(0o755)
     ctx.paths.data.chmod(0o755)
+    ctx.paths.db_root.mkdir(parents=True, exist_ok=True)
+    ctx.paths.db_root.chmod(0o755)
     installer.install(ctx.paths, say)
     comps = components(ctx)
 
@@ -225,6 +215,7 @@ def down(settings: Settings, *, purge: bool, report: Report) -> list[str]:
                 stopped.append(name)
     if purge:
         shutil.rmtree(ctx.paths.root, ignore_errors=True)
+        shutil.rmtree(ctx.paths.fallback_db_root, ignore_errors=True)
     return stopped
 
 

@@ -38,7 +38,7 @@ class MariaDB(Component):
 
     @property
     def socket_dir(self) -> Path:
-        return self.ctx.paths.data / "mariadb-run"
+        return self.ctx.paths.db_root / "mariadb-run"
 
     @property
     def cnf(self) -> Path:

@@ -47,7 +47,7 @@ class Postgres(Component):
 
     @property
     def socket_dir(self) -> Path:
-        return self.ctx.paths.data / "postgres-run"
+        return self.ctx.paths.db_root / "postgres-run"
 
     def _user(self) -> str | None:
         return SYSTEM_USER if os.geteuid() == 0 else None
