@@ -46,7 +46,7 @@ from sinks.erp import tables as erp
 
 REPO = Path(__file__).resolve().parents[2]
 BILLSYNC = [sys.executable, "-m", "ops.cli"]
-WAIT_S = 150.0  # longest wait for the ERP to reflect a change (catch-up from offset 0 included)
+WAIT_S = 300.0  # longest wait for the ERP to reflect a change (catch-up from offset 0 included)
 
 
 def free_port() -> int:
@@ -229,6 +229,21 @@ class Erp:
             ).mappings()
             for r in rows:
                 out.setdefault((r["source_type"], r["source_id"]), []).append(dict(r))
+        return out
+
+    def all_ledger_violations(self) -> list[str]:
+        """:func:`ledger_violations` over every item of the ERP (seed data included)."""
+        tx = erp.erp_billing_transactions
+        items: dict[LineKey, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tx).order_by(tx.c.source_type, tx.c.source_id, tx.c.seq)
+            ).mappings()
+            for r in rows:
+                items.setdefault((r["source_type"], r["source_id"]), []).append(dict(r))
+        out = []
+        for key, entries in items.items():
+            out += ledger_violations(key, entries)
         return out
 
     def schedule(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

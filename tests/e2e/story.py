@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tests.e2e.harness import LineKey, Sources
+from tests.e2e.harness import Erp, LineKey, Sources, ledger_violations
 
 D = Decimal
 WORK = date(2025, 3, 10)
@@ -61,7 +61,7 @@ class Story:
         self.s = sources
         self.p = prefix
         # timesheet ids: a private block far above the seed's
-        self.base = 10**12 + random.randrange(10**8) * 1_000
+        self.base = 10**12 + random.randrange(10**7) * 10_000
         self.expect: dict[LineKey, dict[str, Any] | None] = {}
         self.schedule: dict[str, dict[str, Any] | None] = {}
         self.steps: list[tuple[str, Callable[[], None]]] = [
@@ -453,3 +453,137 @@ class Story:
             else:
                 out[key] = (want["billed_amount"], want.get("tax_amount", D("0.00")))
         return out
+
+
+# --- a burst of approvals on one monthly-capped contract (kill tests) -------------------------
+
+BURST_CAP = D("30000.00")
+BURST_RATE = D("100.00")
+
+
+class Burst:
+    """``n`` approvals on a contract capped at 30 000 a month, approved in a shuffled order
+    (most inserts sort before lines already billed: the cap moves on nearly every change),
+    then edits: every 10th line gets an hour more, every 25th is deleted.
+    Needs the story's ``world`` (its MAIN account and CONSULTANT employee)."""
+
+    def __init__(self, story: Story, n: int = 300) -> None:
+        self.story = story
+        self.n = n
+        self.hours = {i: D(1 + i % 3) for i in range(n)}
+        self.approved = {i: at(5) + timedelta(minutes=(i * 37) % n) for i in range(n)}
+
+    def _num(self, i: int) -> int:
+        return 1_000 + i
+
+    def setup(self) -> None:
+        st = self.story
+        st.s.insert(
+            "contracts",
+            [
+                {
+                    "contract_id": st.id("CON", "BURST"),
+                    "account_id": st.id("ACC", "MAIN"),
+                    "contract_number": f"{st.p}-BURST",
+                    "contract_type": "time_and_materials",
+                    "status": "active",
+                    "currency": GBP,
+                    "start_date": date(2025, 1, 1),
+                    "cap_amount": BURST_CAP,
+                    "cap_period": "month",
+                }
+            ],
+        )
+        st.s.insert(
+            "contract_rates",
+            [
+                {
+                    "rate_id": st.id("RATE", "BURST"),
+                    "contract_id": st.id("CON", "BURST"),
+                    "labor_category": "CONSULTANT",
+                    "hourly_rate": BURST_RATE,
+                    "effective_from": date(2025, 1, 1),
+                }
+            ],
+        )
+        st.s.insert(
+            "projects",
+            [
+                {
+                    "project_id": st.id("PRJ", "BURST"),
+                    "code": f"{st.p}-BURST",
+                    "name": "e2e burst",
+                    "account_id": st.id("ACC", "MAIN"),
+                    "contract_id": st.id("CON", "BURST"),
+                    "status": "active",
+                    "legal_entity": "BS-UK-LTD",
+                }
+            ],
+        )
+
+    def chunks(self, size: int = 50) -> list[Callable[[], None]]:
+        """Insert callables, one transaction of ``size`` approvals each, then the edits."""
+
+        def insert(lo: int, hi: int) -> Callable[[], None]:
+            def run() -> None:
+                rows = []
+                for i in range(lo, hi):
+                    row = self.story._timesheet(self._num(i), "CON", "BURST", "1.00", 5)
+                    row.update(hours=self.hours[i], approved_at=self.approved[i])
+                    rows.append(row)
+                self.story.s.insert("timesheets", rows)
+
+            return run
+
+        def edit() -> None:
+            for i in range(0, self.n, 10):
+                self.hours[i] += 1
+                self.story.s.update("timesheets", self.story.ts(self._num(i)), hours=self.hours[i])
+            for i in range(3, self.n, 25):
+                self.story.s.delete("timesheets", self.story.ts(self._num(i)))
+                del self.hours[i]
+
+        return [insert(lo, min(lo + size, self.n)) for lo in range(0, self.n, size)] + [edit]
+
+    def keys(self) -> list[LineKey]:
+        return [self.story.tkey(self._num(i)) for i in range(self.n)]
+
+    def expected(self) -> dict[LineKey, dict[str, Any] | None]:
+        """The cap allocation by hand: in (approved_at, id) order, each line billed
+        min(amount, cap left); tax 20 %."""
+        out: dict[LineKey, dict[str, Any] | None] = dict.fromkeys(self.keys())
+        used = D("0.00")
+        for i in sorted(self.hours, key=lambda i: (self.approved[i], self._num(i))):
+            amount = self.hours[i] * BURST_RATE
+            part = min(amount, max(BURST_CAP - used, D("0.00")))
+            used += part
+            tax = (part * D("0.20")).quantize(D("0.01"))
+            if part == amount:
+                want = billed(str(part), str(tax))
+            else:
+                st = "held" if part == 0 else "partially_held"
+                want = state(
+                    st,
+                    "BILLING_CAP_EXCEEDED",
+                    billed_amount=part,
+                    tax_amount=tax,
+                    held_amount=amount - part,
+                )
+            out[self.story.tkey(self._num(i))] = {**want, "billable_amount": amount}
+        return out
+
+
+def ledger_problems(erp: Erp, story: Story) -> list[str]:
+    """Per item of the story: the ledger nets to the target; entries obey the invariants."""
+    ledger = erp.ledger(story.item_ids())
+    problems = []
+    for key, (amount, tax) in story.targets().items():
+        entries = ledger.get(key, [])
+        have = (
+            sum((e["amount"] for e in entries), D("0.00")),
+            sum((e["tax_amount"] for e in entries), D("0.00")),
+        )
+        if have != (amount, tax):
+            problems.append(f"{key}: ledger nets to {have}, target {(amount, tax)}")
+        problems += ledger_violations(key, entries)
+    return problems

@@ -16,8 +16,8 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from tests.e2e.harness import Erp, Flow, Sources, ledger_violations
-from tests.e2e.story import Story
+from tests.e2e.harness import Erp, Flow, Sources
+from tests.e2e.story import Story, ledger_problems
 
 REASONS = {
     "INVALID_HOURS",
@@ -45,22 +45,6 @@ REASONS = {
 }
 
 
-def check_ledger(erp: Erp, story: Story) -> None:
-    """Per item: the ledger nets to the target, entries obey the posting invariants."""
-    ledger = erp.ledger(story.item_ids())
-    problems = []
-    for key, (amount, tax) in story.targets().items():
-        entries = ledger.get(key, [])
-        have = (
-            sum((e["amount"] for e in entries), Decimal("0.00")),
-            sum((e["tax_amount"] for e in entries), Decimal("0.00")),
-        )
-        if have != (amount, tax):
-            problems.append(f"{key}: ledger nets to {have}, target {(amount, tax)}")
-        problems += ledger_violations(key, entries)
-    assert not problems, "\n".join(problems)
-
-
 def test_story_fires_every_rule_and_audit_is_clean(
     make_flow: Callable[[], Flow],
     erp_of: Callable[[Flow], Erp],
@@ -81,7 +65,8 @@ def test_story_fires_every_rule_and_audit_is_clean(
         erp.wait_schedule(story.schedule, flow=flow)
         seen |= {r["reason"] for r in rows.values() if r["reason"]}
         timings.append(f"{name} {time.monotonic() - t0:.1f}s")
-        check_ledger(erp, story)
+        problems = ledger_problems(erp, story)
+        assert not problems, "\n".join(problems)
     print("step timings:", ", ".join(timings))  # shown with -s / on failure
 
     assert seen >= REASONS, f"reasons never seen: {sorted(REASONS - seen)}"
