@@ -31,6 +31,7 @@ GROUPS: list[tuple[str, str]] = [
     ("dlq", "ops.commands.dlq"),
     ("dashboard", "ops.commands.dashboard"),
     ("demo", "ops.commands.demo"),
+    ("capture", "ops.commands.capture"),
     ("bench", "ops.commands.bench"),
 ]
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +16,13 @@ from prometheus_client import REGISTRY
 from ops.console import console
 from ops.http import Health, serve
 from ops.metrics import ErpCollector
-from ops.runner import erp_engine, prepare_recovery, production_flow, recovery_dir
+from ops.runner import (
+    erp_engine,
+    prepare_recovery,
+    production_flow,
+    recovery_dir,
+    replay_file,
+)
 from ops.settings import get_settings
 
 app = typer.Typer(help="Run the billing dataflow (Kafka in, ERP + Kafka out), with recovery.")
@@ -28,9 +35,20 @@ def run(
     process_id: Annotated[int | None, typer.Option(hidden=True)] = None,
     addresses: Annotated[str | None, typer.Option(hidden=True)] = None,
     base_port: Annotated[int, typer.Option(help="first port of the process cluster")] = 2101,
+    from_file: Annotated[
+        Path | None, typer.Option(help="replay a `billsync capture` file: no Kafka, no registry")
+    ] = None,
+    erp_url: Annotated[
+        str | None, typer.Option(help="with --from-file: the ERP database (default: SQLite)")
+    ] = None,
 ) -> None:
     """Start the flow. Ctrl-C (or SIGTERM) stops it; a restart resumes from the last snapshot."""
     settings = get_settings()
+    if from_file is not None:
+        url = erp_url or f"sqlite:///{from_file.with_suffix('.sqlite3')}"
+        n = replay_file(from_file, url, workers=workers)
+        console.print(f"replayed {n} records from {from_file} into {url}")
+        return
     if processes > 1 and process_id is None:
         _spawn(processes, workers, base_port)
         return
