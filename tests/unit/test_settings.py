@@ -32,5 +32,5 @@ def test_unknown_setting_is_refused() -> None:
 
 def test_missing_connection_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ERP_DB_URL", raising=False)
-    with pytest.raises(ConfigError, match="ERP_DB_URL.*billsync stack"):
+    with pytest.raises(ConfigError, match=r"ERP_DB_URL.*billsync stack"):
         Settings().require("erp_db_url")
