@@ -33,9 +33,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
-from dataflows.billing.allocation import WHOLE_CONTRACT, allocate, contract_wide
+from dataflows.billing.allocation import (
+    Book,
+    Entry,
+    Prefix,
+    Removal,
+    billable_of,
+    config_of,
+    line_of,
+    retained,
+)
 from dataflows.billing.mappings import Mappings
+from dataflows.billing.money import ZERO
 from dataflows.billing.rules import (
     Candidate,
     Outcome,
@@ -69,6 +80,8 @@ from dataflows.model import (
 TS = SourceType.TIMESHEET.value
 MS = SourceType.MILESTONE.value
 Index = dict[str, set[str]]
+Touch = dict[LineKey, tuple[Candidate | None, Candidate | None]]  # item -> (old, new) candidate
+_NOTHING = Delta()
 
 
 @dataclass
@@ -91,6 +104,8 @@ class EngineState:
     members: dict[str, dict[str, set[LineKey]]] = field(default_factory=dict)  # contract/month
     lines: dict[LineKey, LineTarget] = field(default_factory=dict)
     schedule: dict[str, ScheduleLine] = field(default_factory=dict)
+    # incremental allocation per contract with candidates (see allocation.Book)
+    books: dict[str, Book] = field(default_factory=dict)
 
 
 # table -> (index attribute, foreign-key attribute of the row) for each reverse index
@@ -152,6 +167,12 @@ class BillingEngine:
 
     def __init__(self, mappings: Mappings, state: EngineState | None = None) -> None:
         self.state = state if state is not None else EngineState(mappings=mappings)
+        if "books" not in vars(self.state):
+            # a snapshot of an engine without allocation books (and with candidates whose
+            # target is not the line billed in full): re-derive both from the rows; the
+            # targets are a function of the rows, so this emits nothing
+            self.state.books = {}
+            self.reevaluate_all()
 
     # --- persistence --------------------------------------------------------------------
     def snapshot(self) -> EngineState:
@@ -227,6 +248,12 @@ class BillingEngine:
         else:
             rows[change.key] = new
         self._reindex(change.table, change.key, old, new)
+        if (
+            change.table == "timesheets"
+            and (old is None or getattr(old, "status", None) != "approved")
+            and (new is None or getattr(new, "status", None) != "approved")
+        ):
+            return _NOTHING  # rule 1 before and after: no line state, no candidate, no group
         items, contracts = self._dependents(change.table, change.key, old, new)
         return self._recompute(items, contracts)
 
@@ -343,34 +370,37 @@ class BillingEngine:
     def _recompute(self, items: set[LineKey], contracts: set[str]) -> Delta:
         st = self.state
         changed: dict[LineKey, LineTarget | None] = {}  # item -> target before this change
-        dirty: set[tuple[str, str]] = {(c, WHOLE_CONTRACT) for c in contracts}
-        fresh: set[LineKey] = set()  # items whose candidate changed
+        touched: dict[str, Touch] = {c: {} for c in contracts}  # contract -> its changes
         sched: list[ScheduleUpdate] = []
-        for item in sorted(items):
+        for item in sorted(items) if len(items) > 1 else items:
             outcome = self._classify(item)
             before = st.candidates.get(item)
-            if before is not None and before != outcome:
+            moved = before != outcome
+            if before is not None and moved:
                 del st.candidates[item]
                 self._leave(before, item)
-                dirty.add((before.contract_id, before.month))
+                touched.setdefault(before.contract_id, {})[item] = (before, None)
             if isinstance(outcome, Candidate):
-                if before != outcome:
-                    fresh.add(item)
+                if moved:
                     st.candidates[item] = outcome
                     st.members.setdefault(outcome.contract_id, {}).setdefault(
                         outcome.month, set()
                     ).add(item)
-                    dirty.add((outcome.contract_id, outcome.month))
+                    touch = touched.setdefault(outcome.contract_id, {})
+                    touch[item] = (touch[item][0] if item in touch else None, outcome)
             else:
                 self._set_line(item, outcome, changed)
             if item[0] == MS:
                 sched.extend(self._schedule(item[1]))
-        for contract_id, month in self._groups(dirty):
-            self._allocate(contract_id, month, fresh, changed)
+        for contract_id, touch in touched.items():
+            self._allocate(contract_id, touch, changed)
+        if not changed and not sched:
+            return _NOTHING
+        lines = st.lines
         updates = tuple(
-            LineUpdate(k, old, st.lines.get(k))
+            LineUpdate(k, old, lines.get(k))
             for k, old in sorted(changed.items())
-            if old != st.lines.get(k)
+            if old != lines.get(k)
         )
         return Delta(lines=updates, schedule=tuple(sched))
 
@@ -386,43 +416,174 @@ class BillingEngine:
         if not months:
             del self.state.members[cand.contract_id]
 
-    def _groups(self, dirty: set[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Expand dirty (contract, month) pairs to allocation groups."""
-        out: set[tuple[str, str]] = set()
-        for contract_id, month in dirty:
-            contract = self.contract(contract_id)
-            if contract is None:
-                continue  # every candidate of an unknown contract has left already
-            if month == WHOLE_CONTRACT and not contract_wide(contract):
-                out.update((contract_id, m) for m in self.state.members.get(contract_id, {}))
-            elif contract_wide(contract):
-                out.add((contract_id, WHOLE_CONTRACT))
-            else:
-                out.add((contract_id, month))
-        return sorted(out)
-
     def _allocate(
+        self, contract_id: str, touch: Touch, changed: dict[LineKey, LineTarget | None]
+    ) -> None:
+        """Retainer and cap for the changed candidates of one contract, incrementally.
+
+        Each retainer month and cap period is a :class:`~dataflows.billing.allocation.Prefix`:
+        a change recomputes that group from the changed order position on, until the running
+        total is what it was. A member whose coverage changed gets a new billable amount,
+        which is a change in its cap group. A contract whose allocation columns changed (or
+        that has no book yet) is rebuilt from all its candidates.
+        """
+        st = self.state
+        contract = self.contract(contract_id)
+        if contract is None:
+            st.books.pop(contract_id, None)  # every candidate of it has left (rule 6)
+            return
+        config = config_of(contract)
+        book = st.books.get(contract_id)
+        if book is None or book.config != config:
+            self._rebuild(contract_id, Book(config), touch, changed)
+            return
+        retainer, _allowance, cap, _monthly = config
+        covered: dict[LineKey, Decimal] = {}
+        if retainer:
+            self._run(book.retainer, book.config[1], self._retainer_moves(touch), covered)
+        billable: dict[LineKey, Decimal] = {}
+        billed: dict[LineKey, Decimal] = {}
+        if cap is not None:
+            moves = self._cap_moves(book, touch, covered, billable)
+            self._run(book.caps, cap, moves, billed)
+        fresh = [item for item, (_old, new) in touch.items() if new is not None]
+        emit = set(fresh)
+        emit.update(covered)
+        emit.update(billed)
+        candidates = st.candidates
+        for item in emit:
+            cand = candidates[item]
+            if item in covered:
+                cov = covered[item]
+            elif retainer and retained(cand):
+                cov = book.retainer[cand.month].take_of(cand.order, item)
+            else:
+                cov = ZERO
+            amount = billable[item] if item in billable else billable_of(cand, cov)
+            if item in billed:
+                bill = billed[item]
+            elif cap is not None:
+                bill = book.caps[book.period(cand)].take_of(cand.order, item)
+            else:
+                bill = amount
+            self._emit(item, cand, cov, amount, bill, item in touch, changed)
+
+    @staticmethod
+    def _retainer_moves(touch: Touch) -> dict[str, tuple[list[Removal], list[Entry]]]:
+        moves: dict[str, tuple[list[Removal], list[Entry]]] = {}
+        for item, (old, new) in touch.items():
+            if old is not None and retained(old):
+                moves.setdefault(old.month, ([], []))[0].append((old.order, item))
+            if new is not None and retained(new):
+                assert new.hours is not None
+                moves.setdefault(new.month, ([], []))[1].append((new.order, item, new.hours))
+        return moves
+
+    def _cap_moves(
         self,
-        contract_id: str,
-        month: str,
-        fresh: set[LineKey],
+        book: Book,
+        touch: Touch,
+        covered: dict[LineKey, Decimal],
+        billable: dict[LineKey, Decimal],
+    ) -> dict[str, tuple[list[Removal], list[Entry]]]:
+        """Cap-group changes: touched candidates, and members whose coverage changed."""
+        moves: dict[str, tuple[list[Removal], list[Entry]]] = {}
+        for item, (old, new) in touch.items():
+            if old is not None:
+                moves.setdefault(book.period(old), ([], []))[0].append((old.order, item))
+            if new is not None:
+                amount = billable[item] = billable_of(new, covered.get(item, ZERO))
+                moves.setdefault(book.period(new), ([], []))[1].append((new.order, item, amount))
+        for item, cov in covered.items():
+            if item in touch:
+                continue
+            cand = self.state.candidates[item]
+            amount = billable[item] = billable_of(cand, cov)
+            period = book.period(cand)
+            if book.caps[period].x_of(cand.order, item) != amount:
+                move = moves.setdefault(period, ([], []))
+                move[0].append((cand.order, item))
+                move[1].append((cand.order, item, amount))
+        return moves
+
+    @staticmethod
+    def _run(
+        groups: dict[str, Prefix],
+        limit: Decimal,
+        moves: dict[str, tuple[list[Removal], list[Entry]]],
+        out: dict[LineKey, Decimal],
+    ) -> None:
+        for key, (removes, inserts) in moves.items():
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = Prefix(limit)
+            out.update(group.update(removes, inserts))
+            if not len(group):
+                del groups[key]
+
+    def _rebuild(
+        self, contract_id: str, book: Book, touch: Touch, changed: dict[LineKey, LineTarget | None]
+    ) -> None:
+        """Allocate every candidate of a contract from scratch into a new book."""
+        st = self.state
+        months = st.members.get(contract_id)
+        if not months:
+            st.books.pop(contract_id, None)
+            return
+        st.books[contract_id] = book
+        retainer, allowance, cap, _monthly = book.config
+        candidates = [(k, st.candidates[k]) for group in months.values() for k in group]
+        covered: dict[LineKey, Decimal] = {}
+        if retainer:
+            by_month: dict[str, list[Entry]] = {}
+            for item, cand in candidates:
+                if retained(cand):
+                    assert cand.hours is not None
+                    by_month.setdefault(cand.month, []).append((cand.order, item, cand.hours))
+            for month, entries in by_month.items():
+                group = book.retainer[month] = Prefix(allowance)
+                covered.update(group.fill(entries))
+        billable = {item: billable_of(cand, covered.get(item, ZERO)) for item, cand in candidates}
+        billed: dict[LineKey, Decimal] = billable
+        if cap is not None:
+            by_period: dict[str, list[Entry]] = {}
+            for item, cand in candidates:
+                by_period.setdefault(book.period(cand), []).append(
+                    (cand.order, item, billable[item])
+                )
+            billed = {}
+            for period, entries in by_period.items():
+                group = book.caps[period] = Prefix(cap)
+                billed.update(group.fill(entries))
+        for item, cand in candidates:
+            amount = billable[item]
+            self._emit(
+                item, cand, covered.get(item, ZERO), amount, billed[item], item in touch, changed
+            )
+
+    def _emit(
+        self,
+        item: LineKey,
+        cand: Candidate,
+        covered: Decimal,
+        billable: Decimal,
+        billed: Decimal,
+        fresh: bool,
         changed: dict[LineKey, LineTarget | None],
     ) -> None:
-        contract = self.contract(contract_id)
-        assert contract is not None
-        months = self.state.members.get(contract_id, {})
-        if month == WHOLE_CONTRACT:
-            keys: Iterable[LineKey] = [k for group in months.values() for k in group]
-        else:
-            keys = months.get(month, ())
-        result = allocate(
-            contract,
-            (self.state.candidates[k] for k in keys),
-            current=self.state.lines,
-            fresh=fresh,
-        )
-        for item, target in result.items():
-            self._set_line(item, target, changed)
+        """Set a candidate's target from its figures (unchanged figures of an unchanged
+        candidate keep the current target: state, reason and tax follow from them)."""
+        if not fresh:
+            cur = self.state.lines.get(item)
+            if (
+                cur is not None
+                and cur.billed_amount == billed
+                and cur.billable_amount == billable
+                and cur.held_amount == billable - billed
+                and cur.covered_hours == covered
+            ):
+                return
+        self._set_line(item, line_of(cand, covered, billable, billed), changed)
 
     def _set_line(
         self, item: LineKey, target: LineTarget | None, changed: dict[LineKey, LineTarget | None]

@@ -19,13 +19,13 @@ that never bills on missing data:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from dataflows.billing.mappings import MILESTONE_CATEGORY, Mappings
-from dataflows.billing.money import milestone_period, month_of, q2, utc_date
+from dataflows.billing.mappings import MILESTONE_CATEGORY, LaborMapping, Mappings
+from dataflows.billing.money import ZERO, milestone_period, month_of, q2, utc_date
 from dataflows.billing.target import LineTarget, ScheduleLine, SourceType, State
 from dataflows.model import (
     Account,
@@ -105,10 +105,7 @@ class Candidate:
 
 
 Outcome = LineTarget | Candidate | None
-
-
-def _final(base: LineTarget, state: State, reason: str) -> LineTarget:
-    return replace(base, state=state, reason=reason)
+Decision = tuple[State, str]  # the (state, reason) a rule decides
 
 
 def _in_term(day: date | None, contract: Contract) -> bool:
@@ -120,7 +117,6 @@ def _in_term(day: date | None, contract: Contract) -> bool:
 
 
 def _contract_rules(
-    base: LineTarget,
     project: Project,
     contract: Contract | None,
     account: Account | None,
@@ -128,30 +124,30 @@ def _contract_rules(
     ctx: Context,
     *,
     milestone: bool,
-) -> LineTarget | None:
-    """Rules 5-12 (10 only for timesheets). Returns the deciding target, or None to go on."""
+) -> Decision | None:
+    """Rules 5-12 (10 only for timesheets). Returns the deciding state, or None to go on."""
     if project.status == "on_hold":
-        return _final(base, State.HELD, Reason.PROJECT_ON_HOLD)
+        return State.HELD, Reason.PROJECT_ON_HOLD
     if project.status == "closed":
-        return _final(base, State.EXCEPTION, Reason.PROJECT_CLOSED)
+        return State.EXCEPTION, Reason.PROJECT_CLOSED
     if contract is None:
-        return _final(base, State.HELD, Reason.CONTRACT_UNKNOWN)
+        return State.HELD, Reason.CONTRACT_UNKNOWN
     if account is None:
-        return _final(base, State.HELD, Reason.ACCOUNT_UNKNOWN)
+        return State.HELD, Reason.ACCOUNT_UNKNOWN
     if contract.status == "suspended":
-        return _final(base, State.HELD, Reason.CONTRACT_SUSPENDED)
+        return State.HELD, Reason.CONTRACT_SUSPENDED
     if contract.status in ("draft", "terminated"):
-        return _final(base, State.EXCEPTION, Reason.CONTRACT_INACTIVE)
+        return State.EXCEPTION, Reason.CONTRACT_INACTIVE
     if ctx.amendment_pending(contract.contract_id):
-        return _final(base, State.HELD, Reason.AMENDMENT_PENDING)
+        return State.HELD, Reason.AMENDMENT_PENDING
     if not _in_term(day, contract):
-        return _final(base, State.EXCEPTION, Reason.OUTSIDE_CONTRACT_TERM)
+        return State.EXCEPTION, Reason.OUTSIDE_CONTRACT_TERM
     if not milestone and contract.contract_type == "milestone":
-        return _final(base, State.NON_BILLABLE, Reason.MILESTONE_CONTRACT)
+        return State.NON_BILLABLE, Reason.MILESTONE_CONTRACT
     if account.erp_customer_id is None:
-        return _final(base, State.HELD, Reason.CUSTOMER_NOT_IN_ERP)
+        return State.HELD, Reason.CUSTOMER_NOT_IN_ERP
     if contract.currency != account.currency:
-        return _final(base, State.EXCEPTION, Reason.CURRENCY_MISMATCH)
+        return State.EXCEPTION, Reason.CURRENCY_MISMATCH
     return None
 
 
@@ -164,52 +160,38 @@ def _resolve(
     return project, contract, account
 
 
-def classify_timesheet(ts: Timesheet | None, ctx: Context, mappings: Mappings) -> Outcome:
-    """Rules 1-15 for one timesheet line (None: deleted or not approved: no line state)."""
-    if ts is None or ts.status != "approved":  # rule 1
-        return None
-    project, contract, account = _resolve(ctx, ts.project_id)
-    employee = ctx.employee(ts.employee_id)
-    category = employee.labor_category if employee is not None else None
-    labor = mappings.labor.get(category) if category is not None else None
-    base = LineTarget(
-        source_type=SourceType.TIMESHEET,
-        source_id=str(ts.timesheet_id),
-        state=State.EXCEPTION,
-        reason=None,
-        contract_id=project.contract_id if project is not None else None,
-        project_id=ts.project_id,
-        period=month_of(ts.work_date),
-        currency=contract.currency if contract is not None else None,
-        erp_customer_id=account.erp_customer_id if account is not None else None,
-        legal_entity=project.legal_entity if project is not None else None,
-        erp_item_code=labor.erp_item_code if labor is not None else None,
-        revenue_account=labor.revenue_account if labor is not None else None,
-        cost_center=employee.cost_center if employee is not None else None,
-        work_date=ts.work_date,
-        hours=ts.hours,
-        billable=ts.billable,
-    )
+def _timesheet_decision(
+    ts: Timesheet,
+    project: Project | None,
+    contract: Contract | None,
+    account: Account | None,
+    employee: Employee | None,
+    labor: LaborMapping | None,
+    ctx: Context,
+    mappings: Mappings,
+) -> Decision | tuple[Decimal, Decimal]:
+    """Rules 2-14 for an approved timesheet: the deciding state, or (rate, tax rate)."""
     hours = ts.hours
     if hours is None or hours <= 0 or hours > 24:  # rule 2
-        return _final(base, State.EXCEPTION, Reason.INVALID_HOURS)
+        return State.EXCEPTION, Reason.INVALID_HOURS
     if ts.billable is not True:  # rule 3
-        return _final(base, State.NON_BILLABLE, Reason.NOT_BILLABLE)
+        return State.NON_BILLABLE, Reason.NOT_BILLABLE
     if project is None:  # rule 4
-        return _final(base, State.HELD, Reason.PROJECT_UNKNOWN)
+        return State.HELD, Reason.PROJECT_UNKNOWN
     if employee is None:
-        return _final(base, State.HELD, Reason.EMPLOYEE_UNKNOWN)
-    decided = _contract_rules(base, project, contract, account, ts.work_date, ctx, milestone=False)
+        return State.HELD, Reason.EMPLOYEE_UNKNOWN
+    decided = _contract_rules(project, contract, account, ts.work_date, ctx, milestone=False)
     if decided is not None:  # rules 5-12
         return decided
     assert contract is not None and account is not None  # rules 6 guarantee both
     if labor is None:  # rule 13
-        return _final(base, State.EXCEPTION, Reason.UNMAPPED_LABOR_CATEGORY)
+        return State.EXCEPTION, Reason.UNMAPPED_LABOR_CATEGORY
     tax_rate = mappings.tax.get(account.tax_jurisdiction or "")
     if account.tax_jurisdiction is None or tax_rate is None:
-        return _final(base, State.EXCEPTION, Reason.UNMAPPED_TAX_JURISDICTION)
+        return State.EXCEPTION, Reason.UNMAPPED_TAX_JURISDICTION
     day = ts.work_date
     assert day is not None  # rule 9 refuses a NULL work_date
+    category = employee.labor_category
     found = [
         r.hourly_rate
         for r in ctx.rates(contract.contract_id)
@@ -219,22 +201,73 @@ def classify_timesheet(ts: Timesheet | None, ctx: Context, mappings: Mappings) -
         and (r.effective_to is None or day <= r.effective_to)
     ]
     if not found:  # rule 14
-        return _final(base, State.EXCEPTION, Reason.NO_RATE)
+        return State.EXCEPTION, Reason.NO_RATE
     if len(found) > 1:
-        return _final(base, State.EXCEPTION, Reason.AMBIGUOUS_RATE)
-    rate = found[0]
-    gross = q2(hours * rate)  # rule 15
-    period = base.period
-    assert period is not None
+        return State.EXCEPTION, Reason.AMBIGUOUS_RATE
+    return found[0], tax_rate
+
+
+def classify_timesheet(ts: Timesheet | None, ctx: Context, mappings: Mappings) -> Outcome:
+    """Rules 1-15 for one timesheet line (None: deleted or not approved: no line state).
+
+    A rule's decision is a target with zero amounts. A candidate carries the target of the
+    line billed in full (billed = billable = gross, its tax; nothing held or covered):
+    allocation keeps it as is when neither retainer nor cap changes a figure.
+    """
+    if ts is None or ts.status != "approved":  # rule 1
+        return None
+    project, contract, account = _resolve(ctx, ts.project_id)
+    employee = ctx.employee(ts.employee_id)
+    category = employee.labor_category if employee is not None else None
+    labor = mappings.labor.get(category) if category is not None else None
+    decision = _timesheet_decision(ts, project, contract, account, employee, labor, ctx, mappings)
+    rate: Decimal | None = None
+    gross = tax = ZERO
+    if isinstance(decision[0], State):
+        state, reason = decision
+        assert isinstance(reason, str)
+    else:
+        state, reason = State.BILLED, None
+        rate, tax_rate = decision
+        assert isinstance(rate, Decimal) and isinstance(tax_rate, Decimal)
+        assert ts.hours is not None
+        gross = q2(ts.hours * rate)  # rule 15
+        tax = q2(gross * tax_rate)
+    period = month_of(ts.work_date)
+    target = LineTarget(
+        source_type=SourceType.TIMESHEET,
+        source_id=str(ts.timesheet_id),
+        state=state,
+        reason=reason,
+        contract_id=project.contract_id if project is not None else None,
+        project_id=ts.project_id,
+        period=period,
+        billable_amount=gross,
+        billed_amount=gross,
+        tax_amount=tax,
+        currency=contract.currency if contract is not None else None,
+        erp_customer_id=account.erp_customer_id if account is not None else None,
+        legal_entity=project.legal_entity if project is not None else None,
+        erp_item_code=labor.erp_item_code if labor is not None else None,
+        revenue_account=labor.revenue_account if labor is not None else None,
+        cost_center=employee.cost_center if employee is not None else None,
+        work_date=ts.work_date,
+        hours=ts.hours,
+        rate=rate,
+        billable=ts.billable,
+    )
+    if rate is None:
+        return target
+    assert contract is not None and period is not None and isinstance(decision[1], Decimal)
     return Candidate(
-        target=replace(base, state=State.BILLED, rate=rate, billable_amount=gross),
+        target=target,
         contract_id=contract.contract_id,
         order=order_key(ts.approved_at, SourceType.TIMESHEET, ts.timesheet_id, ""),
         month=period,
-        hours=hours,
+        hours=ts.hours,
         rate=rate,
         gross=gross,
-        tax_rate=tax_rate,
+        tax_rate=decision[1],
     )
 
 
@@ -247,14 +280,39 @@ def classify_milestone(ms: Milestone | None, ctx: Context, mappings: Mappings) -
         return None  # known contract of another type: not billed, no line state
     labor = mappings.labor.get(MILESTONE_CATEGORY)
     day = utc_date(ms.accepted_at)
-    base = LineTarget(
+    decision: Decision | None = None
+    tax_rate: Decimal | None = None
+    if ms.amount is None or ms.amount <= 0:
+        decision = State.EXCEPTION, Reason.INVALID_AMOUNT
+    elif project is None:  # rule 4 (no employee part)
+        decision = State.HELD, Reason.PROJECT_UNKNOWN
+    else:
+        decision = _contract_rules(project, contract, account, day, ctx, milestone=True)
+        if decision is None:  # rules 5-9, 11, 12 passed
+            assert account is not None
+            tax_rate = mappings.tax.get(account.tax_jurisdiction or "")  # rule 13: tax first
+            if account.tax_jurisdiction is None or tax_rate is None:
+                decision = State.EXCEPTION, Reason.UNMAPPED_TAX_JURISDICTION
+            elif labor is None:  # then the MILESTONE labor mapping
+                decision = State.EXCEPTION, Reason.UNMAPPED_LABOR_CATEGORY
+    gross = tax = ZERO
+    if decision is None:
+        assert ms.amount is not None and tax_rate is not None
+        gross = q2(ms.amount)
+        tax = q2(gross * tax_rate)
+    state, reason = decision if decision is not None else (State.BILLED, None)
+    period = milestone_period(ms.accepted_at)
+    target = LineTarget(
         source_type=SourceType.MILESTONE,
         source_id=ms.milestone_id,
-        state=State.EXCEPTION,
-        reason=None,
+        state=state,
+        reason=reason,
         contract_id=project.contract_id if project is not None else None,
         project_id=ms.project_id,
-        period=milestone_period(ms.accepted_at),
+        period=period,
+        billable_amount=gross,
+        billed_amount=gross,
+        tax_amount=tax,
         currency=contract.currency if contract is not None else None,
         erp_customer_id=account.erp_customer_id if account is not None else None,
         legal_entity=project.legal_entity if project is not None else None,
@@ -262,24 +320,11 @@ def classify_milestone(ms: Milestone | None, ctx: Context, mappings: Mappings) -
         revenue_account=labor.revenue_account if labor is not None else None,
         work_date=day,
     )
-    if ms.amount is None or ms.amount <= 0:
-        return _final(base, State.EXCEPTION, Reason.INVALID_AMOUNT)
-    if project is None:  # rule 4 (no employee part)
-        return _final(base, State.HELD, Reason.PROJECT_UNKNOWN)
-    decided = _contract_rules(base, project, contract, account, day, ctx, milestone=True)
-    if decided is not None:  # rules 5-9, 11, 12
-        return decided
-    assert contract is not None and account is not None
-    tax_rate = mappings.tax.get(account.tax_jurisdiction or "")  # rule 13: tax first
-    if account.tax_jurisdiction is None or tax_rate is None:
-        return _final(base, State.EXCEPTION, Reason.UNMAPPED_TAX_JURISDICTION)
-    if labor is None:  # then the MILESTONE labor mapping
-        return _final(base, State.EXCEPTION, Reason.UNMAPPED_LABOR_CATEGORY)
-    gross = q2(ms.amount)
-    period = base.period
-    assert period is not None
+    if decision is not None:
+        return target
+    assert contract is not None and period is not None and tax_rate is not None
     return Candidate(
-        target=replace(base, state=State.BILLED, billable_amount=gross),
+        target=target,
         contract_id=contract.contract_id,
         order=order_key(ms.accepted_at, SourceType.MILESTONE, 0, ms.milestone_id),
         month=period,
