@@ -268,6 +268,14 @@ class Prefix:
             used = now
         return out
 
+    def relimit(self, limit: Decimal) -> dict[LineKey, Decimal]:
+        """A new limit (a cap raised or lowered): every member whose take changed.
+
+        Equal running totals say nothing under another limit: the walk covers every member.
+        """
+        self.limit = limit
+        return self._run(0, len(self.keys) - 1)
+
     def fill(self, entries: list[Entry]) -> dict[LineKey, Decimal]:
         """Replace all members by ``entries``; every member's take."""
         entries.sort(key=_first)

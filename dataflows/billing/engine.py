@@ -37,6 +37,7 @@ from decimal import Decimal
 
 from dataflows.billing.allocation import (
     Book,
+    Config,
     Entry,
     Prefix,
     Removal,
@@ -141,6 +142,11 @@ _READ: dict[str, tuple[str, ...]] = {
         "effective_to",
     ),
 }
+
+
+def _only_cap_moved(old: Config, new: Config) -> bool:
+    """Only the cap amount differs (retainer, allowance and cap period as before)."""
+    return old[:2] == new[:2] and old[3] == new[3] and old[2] is not None and new[2] is not None
 
 
 def _same(old: Row | None, new: Row | None, columns: tuple[str, ...]) -> bool:
@@ -434,7 +440,13 @@ class BillingEngine:
             return
         config = config_of(contract)
         book = st.books.get(contract_id)
-        if book is None or book.config != config:
+        billed: dict[LineKey, Decimal] = {}
+        if book is not None and book.config != config and _only_cap_moved(book.config, config):
+            book.config = config  # the same groups under a new cap: re-run them from the start
+            assert config[2] is not None
+            for group in book.caps.values():
+                billed.update(group.relimit(config[2]))
+        elif book is None or book.config != config:
             self._rebuild(contract_id, Book(config), touch, changed)
             return
         retainer, _allowance, cap, _monthly = config
@@ -442,7 +454,6 @@ class BillingEngine:
         if retainer:
             self._run(book.retainer, book.config[1], self._retainer_moves(touch), covered)
         billable: dict[LineKey, Decimal] = {}
-        billed: dict[LineKey, Decimal] = {}
         if cap is not None:
             moves = self._cap_moves(book, touch, covered, billable)
             self._run(book.caps, cap, moves, billed)
@@ -452,7 +463,9 @@ class BillingEngine:
         emit.update(billed)
         candidates = st.candidates
         for item in emit:
-            cand = candidates[item]
+            cand = candidates.get(item)
+            if cand is None or cand.contract_id != contract_id:
+                continue  # re-capped, then left the contract in this same change
             if item in covered:
                 cov = covered[item]
             elif retainer and retained(cand):

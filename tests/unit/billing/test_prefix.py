@@ -265,3 +265,23 @@ def test_legacy_snapshot_without_books_upgrades_silently() -> None:
     assert restored.lines == engine.lines and restored.state.books
     restored.apply(upsert(line(9, "1", 10)))
     check(restored)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_relimit_equals_full_recompute(seed: int) -> None:
+    rnd = random.Random(seed)
+    m = Model(rnd.choice(["0", "4", "10", "25"]))
+    m.apply(inserts=[(item(i), key(rnd.randrange(20), i), rnd.choice(["1", "3", "0", "-2"]))
+                     for i in range(rnd.randrange(1, 15))])  # fmt: skip
+    for _ in range(5):
+        before = takes(m.p)
+        limit = D(rnd.choice(["0", "2", "5", "9", "30", "-1"]))
+        reported = m.p.relimit(limit)
+        after = full(limit, m.members)
+        assert takes(m.p) == after
+        assert reported == {k: t for k, t in after.items() if before[k] != t}
+        m.apply(
+            inserts=[
+                (item(100 + len(m.members)), key(rnd.randrange(20), 100 + len(m.members)), "2")
+            ]
+        )
