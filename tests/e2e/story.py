@@ -23,7 +23,7 @@ Steps (each a function of :class:`Story`; ``expect`` is cumulative):
 
 from __future__ import annotations
 
-import random
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -60,8 +60,9 @@ class Story:
     def __init__(self, sources: Sources, prefix: str) -> None:
         self.s = sources
         self.p = prefix
-        # timesheet ids: a private block far above the seed's
-        self.base = 10**12 + random.randrange(10**7) * 10_000
+        # timesheet ids: a private block far above the seed's (uuid4, not `random`: the
+        # test session seeds `random`, two sessions would pick the same block)
+        self.base = 10**12 + uuid.uuid4().int % 10**7 * 10_000
         self.expect: dict[LineKey, dict[str, Any] | None] = {}
         self.schedule: dict[str, dict[str, Any] | None] = {}
         self.steps: list[tuple[str, Callable[[], None]]] = [
