@@ -144,6 +144,10 @@ _READ: dict[str, tuple[str, ...]] = {
 }
 
 
+def _milestone_id(update: ScheduleUpdate) -> str:
+    return update.milestone_id
+
+
 def _only_cap_moved(old: Config, new: Config) -> bool:
     """Only the cap amount differs (retainer, allowance and cap period as before)."""
     return old[:2] == new[:2] and old[3] == new[3] and old[2] is not None and new[2] is not None
@@ -231,10 +235,8 @@ class BillingEngine:
 
     def rates(self, contract_id: str) -> Iterable[ContractRate]:
         table = self.state.rows["contract_rates"]
-        for rate_id in self.state.rates_by_contract.get(contract_id, ()):
-            row = table[rate_id]
-            assert isinstance(row, ContractRate)
-            yield row
+        ids = self.state.rates_by_contract.get(contract_id, ())
+        return [table[i] for i in ids]  # type: ignore[misc]  # the rates table holds ContractRate rows only
 
     # --- changes ------------------------------------------------------------------------
     def apply(self, change: Change) -> Delta:
@@ -378,7 +380,7 @@ class BillingEngine:
         changed: dict[LineKey, LineTarget | None] = {}  # item -> target before this change
         touched: dict[str, Touch] = {c: {} for c in contracts}  # contract -> its changes
         sched: list[ScheduleUpdate] = []
-        for item in sorted(items) if len(items) > 1 else items:
+        for item in items:  # any order: each item is classified alone
             outcome = self._classify(item)
             before = st.candidates.get(item)
             moved = before != outcome
@@ -405,9 +407,11 @@ class BillingEngine:
         lines = st.lines
         updates = tuple(
             LineUpdate(k, old, lines.get(k))
-            for k, old in sorted(changed.items())
+            for k, old in (sorted(changed.items()) if len(changed) > 1 else changed.items())
             if old != lines.get(k)
         )
+        if len(sched) > 1:
+            sched.sort(key=_milestone_id)
         return Delta(lines=updates, schedule=tuple(sched))
 
     def _leave(self, cand: Candidate, item: LineKey) -> None:
@@ -450,6 +454,11 @@ class BillingEngine:
             self._rebuild(contract_id, Book(config), touch, changed)
             return
         retainer, _allowance, cap, _monthly = config
+        if not retainer and cap is None:  # members are independent: each is billed in full
+            for item, (_old, new) in touch.items():
+                if new is not None:
+                    self._set_line(item, new.target, changed)
+            return
         covered: dict[LineKey, Decimal] = {}
         if retainer:
             self._run(book.retainer, book.config[1], self._retainer_moves(touch), covered)
