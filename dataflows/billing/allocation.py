@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
-from dataflows.billing.money import ZERO, q2
+from dataflows.billing.money import CENT, ZERO, q2
 from dataflows.billing.rules import Candidate, OrderKey, Reason
 from dataflows.billing.target import LineKey, LineTarget, State
 from dataflows.model import Contract
@@ -75,6 +75,11 @@ def billable_of(cand: Candidate, covered: Decimal) -> Decimal:
     return cand.gross
 
 
+def _q2(value: Decimal) -> Decimal:
+    """:func:`~dataflows.billing.money.q2` for a value known to be a Decimal (the hot path)."""
+    return value.quantize(CENT, ROUND_HALF_UP)
+
+
 def line_of(cand: Candidate, covered: Decimal, billable: Decimal, billed: Decimal) -> LineTarget:
     """The final target of a candidate from its allocation figures."""
     held = billable - billed
@@ -96,11 +101,11 @@ def line_of(cand: Candidate, covered: Decimal, billable: Decimal, billed: Decima
         contract_id=t.contract_id,
         project_id=t.project_id,
         period=t.period,
-        billable_amount=q2(billable),
-        billed_amount=q2(billed),
-        held_amount=q2(held),
-        tax_amount=q2(billed * cand.tax_rate),
-        covered_hours=q2(covered),
+        billable_amount=_q2(billable),
+        billed_amount=_q2(billed),
+        held_amount=_q2(held),
+        tax_amount=_q2(billed * cand.tax_rate),
+        covered_hours=_q2(covered),
         currency=t.currency,
         erp_customer_id=t.erp_customer_id,
         legal_entity=t.legal_entity,
