@@ -17,11 +17,16 @@ contract_rates         the items of the rate's old and new contract
 contract_amendments    the items of the amendment's old and new contract
 =====================  ===========================================================
 
-Allocation is then re-run for every *group* whose membership or a member's candidate data
-changed: a group is one (contract, month) for month caps or no cap, or the whole contract for a
-contract-wide cap (see :func:`dataflows.billing.allocation.group_of`). Re-running a whole
-group is the documented trade-off: it is O(group size) and groups are a contract-month in the
-common case. Only lines whose final target differs from before are emitted.
+Allocation is then updated per contract whose candidates (or allocation columns) changed,
+incrementally (see :class:`~dataflows.billing.allocation.Prefix` and
+:class:`~dataflows.billing.allocation.Book`): each retainer month and each cap period (a
+month, or the whole contract) keeps its members in order with what each took and the running
+total; a change recomputes from its order position on and stops as soon as the running total
+after an old member is what it was. A member whose retainer coverage changed gets a new
+billable amount, which is a change in its cap group. A contract with neither cap nor retainer
+keeps no group: its candidates are billed in full, independently. A cap raised or lowered
+re-runs the contract's cap groups; any other change of the allocation columns rebuilds the
+contract's book. Only lines whose final target differs from before are emitted.
 
 The state is plain data (dicts and sets of frozen rows and targets) so Bytewax recovery can
 pickle it; it remembers the mappings and their fingerprint, and :meth:`with_mappings`
