@@ -17,6 +17,7 @@ the ERP has exactly one writer and the outbox one relay, whatever the worker cou
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, insert
 
+from dataflows.errors import DeliveryError
 from sinks.erp import recon
 from sinks.erp import tables as t
 from sinks.erp.records import DLQ_TOPIC, jsonable
@@ -44,6 +46,13 @@ LATENCY = Histogram(
     "From the source commit (Debezium source ts) to the ERP write",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+RELAY_FAILURES = Counter(
+    "billsync_outbox_publish_failures_total",
+    "Outbox relays that could not publish to Kafka (rows kept, retried after a pause)",
+)
+# After a failed relay (broker or registry down), ERP writes go on and the relay is retried
+# this many seconds later: the outbox keeps the rows, so nothing is lost meanwhile.
+RELAY_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +78,8 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         self._recon_every = recon_every_s
         self._last_recon = 0.0
         self._clock = clock
-        if relay is not None:
-            relay.flush()  # what a previous run committed but did not publish
+        self._relay_retry_at = 0.0
+        self._publish()  # what a previous run committed but did not publish
 
     def write_batch(self, values: list[SinkItem]) -> None:
         emissions = [v for v in values if isinstance(v, Emission)]
@@ -88,8 +97,24 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
                     LATENCY.observe(max(0.0, (now - em.source_ts).total_seconds()))
         if time.monotonic() - self._last_recon >= self._recon_every:
             self._recon()
-        if self._relay is not None:
+        self._publish()
+
+    def _publish(self, *, now: bool = False) -> None:
+        """Relay the outbox to Kafka. A delivery failure (the broker or the registry is being
+        restarted) must not stop the flow: the rows stay in the outbox and the relay is
+        retried ``RELAY_RETRY_S`` later (or at ``close``)."""
+        if self._relay is None or (not now and time.monotonic() < self._relay_retry_at):
+            return
+        try:
             self._relay.flush()
+        except DeliveryError as exc:
+            RELAY_FAILURES.inc()
+            self._relay_retry_at = time.monotonic() + RELAY_RETRY_S
+            print(
+                f"billsync: outbox not published, kept and retried in {RELAY_RETRY_S:.0f}s: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _dead_letters(self, dead: list[dict[str, Any]]) -> None:
         now = self._clock()
@@ -121,8 +146,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
 
     def close(self) -> None:
         self._recon()
-        if self._relay is not None:
-            self._relay.flush()
+        self._publish(now=True)
 
 
 class ErpSink(FixedPartitionedSink[SinkItem, None]):

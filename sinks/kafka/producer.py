@@ -71,13 +71,19 @@ class CheckedProducer:
                 failures.append(f"{msg.topic()}: {err}")
 
         for r in records:
-            value_ser, key_ser = self._serializers(r.topic)
-            value = value_ser(r.value, SerializationContext(r.topic, MessageField.VALUE))
-            key = (
-                key_ser(r.key, SerializationContext(r.topic, MessageField.KEY))
-                if key_ser is not None and r.key is not None
-                else None
-            )
+            try:
+                value_ser, key_ser = self._serializers(r.topic)
+                value = value_ser(r.value, SerializationContext(r.topic, MessageField.VALUE))
+                key = (
+                    key_ser(r.key, SerializationContext(r.topic, MessageField.KEY))
+                    if key_ser is not None and r.key is not None
+                    else None
+                )
+            except Exception as exc:  # registry unreachable or refusing: not delivered, retried
+                raise DeliveryError(
+                    f"cannot serialise a record for {r.topic} (schema registry): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             while True:
                 try:
                     self._producer.produce(r.topic, value=value, key=key, on_delivery=on_delivery)
