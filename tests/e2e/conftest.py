@@ -55,7 +55,9 @@ def sources(stack: Settings) -> Iterator[Sources]:
 
 @pytest.fixture
 def make_flow(stack: Settings, tmp_path: Path) -> Iterator[Callable[[], Flow]]:
-    base = create_engine(stack.require("erp_db_url"))
+    # pre-ping: a chaos test restarts PostgreSQL mid-test; the teardown must not reuse a dead
+    # pooled connection
+    base = create_engine(stack.require("erp_db_url"), pool_pre_ping=True)
     made: list[Flow] = []
 
     def make() -> Flow:
