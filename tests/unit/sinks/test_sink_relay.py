@@ -61,3 +61,11 @@ def test_undeliverable_outbox_is_kept_and_the_sink_goes_on(engine: Engine) -> No
     assert sink_mod.RELAY_FAILURES._value.get() == before + 1
     part.close()  # tries once more, does not raise
     assert outbox_rows(engine) == 2
+
+
+def test_close_after_the_erp_went_away_does_not_raise(engine: Engine) -> None:
+    """Found by chaos test_02 (PostgreSQL restart): close() raising while Bytewax unwinds
+    aborted the process and hid the original error."""
+    part = _ErpPartition(engine, None, 3600.0, lambda: NOW)
+    t.recon_dirty.drop(engine)  # the ERP is unusable now
+    part.close()
