@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
+import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
@@ -37,6 +38,7 @@ from sinks.erp.sink import PARTITION, SinkItem, Tick
 
 FLOW_ID = "billsync"
 ENGINE_KEY = "billing"
+log = structlog.get_logger(__name__)
 
 EVENTS_IN = Counter(
     "billsync_events_in_total", "Source records read, by outcome", ["topic", "outcome"]
@@ -85,7 +87,17 @@ def build_flow(
             )
         except RecordError as exc:
             EVENTS_IN.labels(topic=topic, outcome="dead_letter").inc()
-            return dead_letter(exc)
+            letter = dead_letter(exc)
+            log.warning(
+                "dead_letter",
+                topic=topic,
+                partition=item.partition,
+                offset=item.offset,
+                key=item.key.decode("utf-8", "replace") if item.key else None,
+                error_type=letter["error_type"],
+                error=letter["error"],
+            )
+            return letter
         EVENTS_IN.labels(
             topic=topic, outcome="tombstone" if isinstance(out, Tombstone) else "change"
         ).inc()

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from ops.console import console
 from ops.http import Health, serve
+from ops.logs import configure as configure_logs
 from ops.metrics import ErpCollector
 from ops.runner import (
     erp_engine,
@@ -44,6 +45,7 @@ def run(
 ) -> None:
     """Start the flow. Ctrl-C (or SIGTERM) stops it; a restart resumes from the last snapshot."""
     settings = get_settings()
+    configure_logs()
     if from_file is not None:
         url = erp_url or f"sqlite:///{from_file.with_suffix('.sqlite3')}"
         n = replay_file(from_file, url, workers=workers)

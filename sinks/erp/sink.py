@@ -17,7 +17,6 @@ the ERP has exactly one writer and the outbox one relay, whatever the worker cou
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, insert
@@ -37,6 +37,7 @@ from sinks.erp.writer import Emission, ErpWriter
 from sinks.kafka.outbox import OutboxRelay
 
 PARTITION = "erp"
+log = structlog.get_logger(__name__)
 
 LEDGER_ENTRIES = Counter("billsync_ledger_entries_total", "Ledger entries posted", ["entry_type"])
 LINES_CHANGED = Counter("billsync_line_state_changes_total", "billing_line_state rows changed")
@@ -88,6 +89,15 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
             self._dead_letters(dead)
         if emissions:
             result = self._writer.apply(emissions)
+            if result.lines_changed or result.entries:
+                log.info(
+                    "erp_batch",
+                    emissions=len(emissions),
+                    lines_changed=result.lines_changed,
+                    ledger_entries=len(result.entries),
+                    exception_events=result.exception_events,
+                    last_position=emissions[-1].source_position,
+                )
             LINES_CHANGED.inc(result.lines_changed)
             for e in result.entries:
                 LEDGER_ENTRIES.labels(entry_type=e.entry_type).inc()
@@ -110,11 +120,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         except DeliveryError as exc:
             RELAY_FAILURES.inc()
             self._relay_retry_at = time.monotonic() + RELAY_RETRY_S
-            print(
-                f"billsync: outbox not published, kept and retried in {RELAY_RETRY_S:.0f}s: {exc}",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.warning("outbox_not_published", retry_in_s=RELAY_RETRY_S, error=str(exc))
 
     def _dead_letters(self, dead: list[dict[str, Any]]) -> None:
         now = self._clock()
@@ -151,7 +157,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         try:
             self._recon()
         except Exception as exc:  # see the docstring: never raise from close
-            print(f"billsync: last reconciliation snapshot not written: {exc}", file=sys.stderr)
+            log.error("recon_snapshot_not_written", error=str(exc))
         self._publish(now=True)
 
 
