@@ -18,6 +18,8 @@ Every test collected under tests/integration gets the ``integration`` marker.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +52,34 @@ def _quiet(component: str, message: str) -> None:
     """Progress of `up` is not interesting inside a test session."""
 
 
+PREPARE = (
+    ("db", "init"),
+    ("schemas", "register"),
+    ("connectors", "register", "psa"),
+    ("connectors", "register", "crm"),
+)
+
+
+def _prepare_sources() -> None:
+    """What `make demo` does before the flow, idempotently: source tables (and Debezium's
+    grants), output schemas, the psa and crm connectors RUNNING. A fresh stack (CI) has none
+    of them; a running one changes nothing."""
+    for args in PREPARE:
+        proc = subprocess.run(  # noqa: S603  # our own CLI, fixed arguments
+            [sys.executable, "-m", "ops.cli", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                f"billsync {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}",
+                pytrace=False,
+            )
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
     settings = _settings()
@@ -59,6 +89,7 @@ def stack() -> Iterator[Settings]:
         results = launcher.up(settings, _quiet, lambda _msg: None)
         started = [r.component for r in results if not r.reused]
         settings = _settings()  # now with the URLs of the freshly written stack.env
+    _prepare_sources()
     yield settings
     if started:
         ctx = launcher.context(settings, create_secrets=False)
