@@ -139,14 +139,58 @@ def test_exceptions_list_and_recon_report_read_the_erp(erp: tuple[str, Engine]) 
     assert live["rows"][0]["held_count"] == 1 and live["rows"][0]["exception_count"] == 1
 
 
-def test_explain_reads_the_real_sources(erp: tuple[str, Engine], psa_engine: Engine) -> None:
+@pytest.fixture
+def own_timesheet(psa_engine: Engine) -> Iterator[int]:
+    """An approved timesheet of this test's own (project and employee too) in the real PSA,
+    so the test needs no seed data; deleted afterwards."""
     from ops.sourcedb import tables as src
 
-    ts = src.timesheets
-    with psa_engine.connect() as conn:
-        some = conn.execute(
-            select(ts.c.timesheet_id).where(ts.c.status == "approved").limit(1)
-        ).scalar_one()
+    tag = uuid.uuid4().hex[:8]
+    ts_id = 8_000_000_000 + int(tag, 16) % 100_000_000
+    project, employee = f"it-fin-{tag}-P", f"it-fin-{tag}-E"
+    with psa_engine.begin() as conn:
+        conn.execute(
+            insert(src.employees).values(
+                employee_id=employee,
+                name="It Fin",
+                email="it@example.com",
+                labor_category="CONSULTANT",
+                cost_center="CC-IT",
+                legal_entity="DE01",
+            )
+        )
+        conn.execute(
+            insert(src.projects).values(
+                project_id=project,
+                code=tag,
+                name="it",
+                account_id=f"it-fin-{tag}-A",
+                contract_id=f"it-fin-{tag}-C",
+                status="active",
+                legal_entity="DE01",
+            )
+        )
+        conn.execute(
+            insert(src.timesheets).values(
+                timesheet_id=ts_id,
+                employee_id=employee,
+                project_id=project,
+                work_date=datetime(2026, 3, 2, tzinfo=UTC).date(),
+                hours=Decimal("8.00"),
+                billable=True,
+                status="approved",
+                approved_at=datetime(2026, 3, 3, tzinfo=UTC),
+            )
+        )
+    yield ts_id
+    with psa_engine.begin() as conn:
+        conn.execute(src.timesheets.delete().where(src.timesheets.c.timesheet_id == ts_id))
+        conn.execute(src.projects.delete().where(src.projects.c.project_id == project))
+        conn.execute(src.employees.delete().where(src.employees.c.employee_id == employee))
+
+
+def test_explain_reads_the_real_sources(erp: tuple[str, Engine], own_timesheet: int) -> None:
+    some = own_timesheet
     done = cli(erp[0], "exceptions", "explain", str(some), "--json")
     assert done.returncode == 0, done.stderr
     ex = json.loads(done.stdout)
@@ -156,7 +200,7 @@ def test_explain_reads_the_real_sources(erp: tuple[str, Engine], psa_engine: Eng
     assert "projects" in {r["table"] for r in ex["rows"]}
 
 
-def test_audit_records_its_run(erp: tuple[str, Engine]) -> None:
+def test_audit_records_its_run(erp: tuple[str, Engine], own_timesheet: int) -> None:
     url, engine = erp
     done = cli(url, "recon", "audit", "--json")
     assert done.returncode == 1  # an empty ERP differs from the sources
@@ -166,10 +210,14 @@ def test_audit_records_its_run(erp: tuple[str, Engine]) -> None:
 
 
 def test_dlq_replay_republishes_what_now_decodes_and_refuses_the_rest(
-    stack: Settings, registry: Any, erp: tuple[str, Engine], unique_name: Callable[[str], str]
+    stack: Settings,
+    registry: Any,
+    erp: tuple[str, Engine],
+    unique_name: Callable[[str], str],
+    own_timesheet: int,
 ) -> None:
     url, _ = erp
-    good = raw_messages(stack, "psa.public.timesheets", 1, timeout_s=5)[0]
+    good = raw_messages(stack, "psa.public.timesheets", 1, timeout_s=60)[0]
     dlq = unique_name("dlq")
     target = f"{unique_name('rp')}.public.timesheets"  # a topic no flow reads
     now = datetime.now(UTC)
