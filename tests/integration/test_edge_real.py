@@ -103,6 +103,15 @@ def test_psa_milestones_decode_typed(
     name = unique_name("edge_psa")
     key = f"MS-{name}"
     write_copy(tmp_path, "psa", name, tables=["milestones"])
+    snap = f"{key}-snap"  # a row of our own for the initial snapshot (a fresh stack has none)
+    with psa_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO milestones (milestone_id, project_id, name, amount, due_date, "
+                "status) VALUES (:k, 'PRJ-X', 'snapshot', 10.50, '2025-04-30', 'planned')"
+            ),
+            {"k": snap},
+        )
     try:
         register(name, stack, connect, directory=tmp_path, timeout_s=180)
         accepted = datetime(2025, 3, 31, 22, 30, 15, 123456, tzinfo=UTC)
@@ -158,7 +167,9 @@ def test_psa_milestones_decode_typed(
         assert isinstance(tombstone, Tombstone) and tombstone.key
     finally:
         with psa_engine.begin() as conn:
-            conn.execute(text("DELETE FROM milestones WHERE milestone_id = :k"), {"k": key})
+            conn.execute(
+                text("DELETE FROM milestones WHERE milestone_id IN (:k, :s)"), {"k": key, "s": snap}
+            )
         cleanup(connect, name, kafka_admin=kafka_admin, pg_superuser=pg_superuser)
 
 
@@ -174,6 +185,16 @@ def test_crm_contract_rates_decode_typed(
     name = unique_name("edge_crm")
     key = f"RATE-{name}"
     write_copy(tmp_path, "crm", name, tables=["contract_rates"])
+    snap = f"{key}-snap"  # a row of our own for the initial snapshot (a fresh stack has none)
+    with crm_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO contract_rates (rate_id, contract_id, labor_category, "
+                "hourly_rate, effective_from, effective_to) "
+                "VALUES (:k, 'CON-X', 'ANALYST', 10.00, '2025-01-01', NULL)"
+            ),
+            {"k": snap},
+        )
     try:
         register(name, stack, connect, directory=tmp_path, timeout_s=180)
         with crm_engine.begin() as conn:
@@ -220,5 +241,7 @@ def test_crm_contract_rates_decode_typed(
         assert isinstance(events[-1], Tombstone)
     finally:
         with crm_engine.begin() as conn:
-            conn.execute(text("DELETE FROM contract_rates WHERE rate_id = :k"), {"k": key})
+            conn.execute(
+                text("DELETE FROM contract_rates WHERE rate_id IN (:k, :s)"), {"k": key, "s": snap}
+            )
         cleanup(connect, name, kafka_admin=kafka_admin)
