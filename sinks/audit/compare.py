@@ -11,20 +11,10 @@ from sqlalchemy import Connection, select
 
 from dataflows.billing.target import ZERO, LineKey, LineTarget, ScheduleLine
 from sinks.erp import tables as t
+from sinks.erp.writer import STATE_FIELDS
 
-LINE_FIELDS = (
-    "state",
-    "reason",
-    "contract_id",
-    "project_id",
-    "period",
-    "billable_amount",
-    "billed_amount",
-    "held_amount",
-    "tax_amount",
-    "covered_hours",
-    "currency",
-)
+# every stored field of a line state that the target determines (the writer's own list)
+LINE_FIELDS = STATE_FIELDS
 SCHEDULE_FIELDS = ("contract_id", "project_id", "due_date", "amount", "currency", "status")
 
 
