@@ -35,6 +35,7 @@ from sinks.audit.compare import compare
 from sinks.audit.sources import read_world
 from sinks.erp.records import RECON_TOPIC
 from sinks.queries import audit_runs, figures
+from sinks.queries.parquet import write_figures
 from sinks.queries.tables import ensure
 
 app = typer.Typer(help="Reconciliation: audit the ERP against the sources, report figures.")
@@ -172,12 +173,13 @@ def tail(
 class Format(StrEnum):
     table = "table"
     csv = "csv"
+    parquet = "parquet"
 
 
 @app.command()
 def report(
     period: Annotated[str | None, typer.Option(help="YYYY-MM; default: every period")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table or csv")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or parquet")] = Format.table,
     output: Annotated[Path | None, typer.Option(help="write to this file (default stdout)")] = None,
     live: Annotated[
         bool,
@@ -188,14 +190,23 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Figures per (project, period) from the ERP, with per-period totals."""
-    if output is not None and fmt is not Format.csv:
-        raise typer.BadParameter("--output writes CSV: add --format csv", param_hint="--output")
+    if output is not None and fmt is Format.table:
+        raise typer.BadParameter(
+            "--output writes a file: add --format csv or parquet", param_hint="--output"
+        )
+    if fmt is Format.parquet and output is None:
+        raise typer.BadParameter("--format parquet needs --output FILE", param_hint="--output")
     settings = get_settings()
     with erp_engine(settings.require("erp_db_url")).connect() as conn:
         rows = figures.recomputed(conn, period) if live else figures.snapshot_rows(conn, period)
     columns = figures.COLUMNS + (() if live else ("as_of", "source_position"))
     if as_json:
         emit_json({"rows": rows, "periods": [asdict(p) for p in figures.by_period(rows)]})
+        return
+    if fmt is Format.parquet:
+        assert output is not None  # checked above
+        write_figures(output, rows, columns)
+        console.print(f"{len(rows)} row(s) written to {output}")
         return
     if fmt is Format.csv:
         if output is None:
