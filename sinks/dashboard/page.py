@@ -65,7 +65,7 @@ def periods_chart(periods: list[dict[str, Any]], width: int = 760, height: int =
     for i, p in enumerate(periods):
         x = left + i * slot + slot / 2
         for j, (field, color) in enumerate((("billed_amount", BILLED), ("held_amount", HELD))):
-            h = float((base - 20) * p[field] / top)  # pixels only; amounts stay Decimal
+            h = int((base - 20) * p[field] / top)  # whole pixels; amounts stay Decimal
             parts.append(
                 f'<rect x="{x - bar + j * bar:.1f}" y="{base - h:.1f}" width="{bar - 1:.1f}" '
                 f'height="{h:.1f}" fill="{color}"><title>{_e(p["period"])} {field}: '
