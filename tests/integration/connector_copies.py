@@ -69,6 +69,12 @@ def cleanup(
 ) -> None:
     """Delete connector ``name``, its replication slot (if any) and its topics."""
     client.delete(name)
+    # the tasks stop asynchronously: topics deleted while a task still writes come back
+    # (seen with MariaDB), so wait until Connect no longer knows the connector, then a grace
+    deadline = time.monotonic() + 30
+    while client.exists(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
     if pg_superuser is not None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
