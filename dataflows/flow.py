@@ -4,8 +4,7 @@ Data path (see ARCHITECTURE.md)::
 
     cdc_in ─► decode ─┬─► dead letters ──────────────────────────┐
                       ├─► tombstones (counted, carry no change)   ├─► erp_out ─► ERP tables
-                      └─► changes ─► key "billing" ─► billing ────┤   + outbox ─► Kafka topics
-    ticks (optional: lets reconciliation snapshot when idle) ─────┘
+                      └─► changes ─► key "billing" ─► billing ────┘   + outbox ─► Kafka topics
 
 ``decode`` runs on the worker that read the record (stateless, parallel). ``billing`` is one
 keyed engine (see ARCHITECTURE.md for why one key, and its limits). Tests pass a
@@ -34,7 +33,7 @@ from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.errors import RecordContext, RecordError
 from dataflows.logic import BillingLogic
-from sinks.erp.sink import PARTITION, SinkItem, Tick
+from sinks.erp.sink import PARTITION, SinkItem
 
 FLOW_ID = "billsync"
 ENGINE_KEY = "billing"
@@ -64,7 +63,6 @@ def build_flow(
     decoder: Callable[[], ChangeDecoder],
     mappings: Mappings,
     erp_sink: Sink[tuple[str, SinkItem]],
-    ticker: Source[Tick] | None = None,
     flow_id: str = FLOW_ID,
 ) -> Dataflow:
     """Wire the billing flow. ``decoder`` is called once per worker (it holds caches)."""
@@ -110,11 +108,7 @@ def build_flow(
     changes = op.filter_map("changes", decoded, lambda x: x if isinstance(x, Change) else None)
     keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
     billed = op.key_rm("unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r)))
-    streams: list[Stream[SinkItem]] = [billed, dead]
-    if ticker is not None:
-        ticks: Stream[Tick] = op.input("ticks", flow, ticker)
-        streams.append(ticks)
-    out: Stream[SinkItem] = op.merge("to_erp", *streams)
+    out: Stream[SinkItem] = op.merge("to_erp", billed, dead)
     to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", out, lambda _x: PARTITION)
     op.output("erp_out", to_erp, erp_sink)
     return flow

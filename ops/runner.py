@@ -2,7 +2,7 @@
 
 Real parts only: a ``KafkaSource`` over the Debezium topics (offsets live in the recovery
 snapshots; first run starts at the earliest offset), the registry-backed typed edge, the ERP
-sink with its outbox relay to Kafka, and a ticker that lets reconciliation snapshot when idle.
+sink with its outbox relay to Kafka (which also snapshots reconciliation when idle).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import SimplePollingSource
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from confluent_kafka import KafkaException
@@ -31,14 +30,9 @@ from dataflows.errors import StackError
 from dataflows.flow import build_flow
 from ops.settings import Settings, get_settings
 from schemas.registry import TOPICS
-from sinks.erp.sink import ErpSink, Tick
+from sinks.erp.sink import ErpSink
 from sinks.kafka.outbox import OutboxRelay
 from sinks.kafka.producer import CheckedProducer
-
-
-class _Ticker(SimplePollingSource[Tick]):
-    def next_item(self) -> Tick:
-        return Tick()
 
 
 def recovery_dir(settings: Settings) -> Path:
@@ -103,8 +97,8 @@ def production_flow(settings: Settings) -> Dataflow:
             lambda: erp_engine(erp_url),
             relay_factory=lambda engine: OutboxRelay(engine, CheckedProducer(bootstrap, registry)),
             recon_every_s=settings.recon_interval_s,
+            idle_flush=True,
         ),
-        ticker=_Ticker(timedelta(seconds=settings.recon_interval_s)),
     )
 
 

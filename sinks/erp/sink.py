@@ -17,9 +17,9 @@ the ERP has exactly one writer and the outbox one relay, whatever the worker cou
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,12 +56,7 @@ RELAY_FAILURES = Counter(
 RELAY_RETRY_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """A timer item: lets the sink snapshot reconciliation when no data arrives."""
-
-
-SinkItem = Emission | dict[str, Any] | Tick
+SinkItem = Emission | dict[str, Any]
 
 
 class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
@@ -71,7 +66,9 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         relay: OutboxRelay | None,
         recon_every_s: float,
         clock: Callable[[], datetime],
+        idle_flush: bool = False,
     ) -> None:
+        self._lock = threading.Lock()  # write_batch, close and the idle timer take turns
         self._engine = engine
         self._writer = ErpWriter(engine, clock=clock)
         self._writer.ensure_schema()
@@ -81,8 +78,29 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         self._clock = clock
         self._relay_retry_at = 0.0
         self._publish()  # what a previous run committed but did not publish
+        self._closed = threading.Event()
+        if idle_flush:
+            threading.Thread(target=self._idle, name="billsync-erp-idle", daemon=True).start()
+
+    def _idle(self) -> None:
+        """While no batch arrives, still snapshot reconciliation and retry the relay, so the
+        last changes before a quiet spell reach recon.snapshots and Kafka within seconds."""
+        while not self._closed.wait(self._recon_every):
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                try:
+                    if time.monotonic() - self._last_recon >= self._recon_every:
+                        self._recon()
+                    self._publish()
+                except Exception as exc:  # the next batch or tick tries again; never die silently
+                    log.error("idle_flush_failed", error=str(exc))
 
     def write_batch(self, values: list[SinkItem]) -> None:
+        with self._lock:
+            self._write_batch(values)
+
+    def _write_batch(self, values: list[SinkItem]) -> None:
         emissions = [v for v in values if isinstance(v, Emission)]
         dead = [v for v in values if isinstance(v, dict)]
         if dead:
@@ -154,15 +172,23 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         """Best effort: Bytewax also calls this while unwinding from a failed batch (e.g. the
         ERP database went away); raising again here makes it abort the process without
         printing the original error, so a failure here is printed, not raised."""
-        try:
-            self._recon()
-        except Exception as exc:  # see the docstring: never raise from close
-            log.error("recon_snapshot_not_written", error=str(exc))
-        self._publish(now=True)
+        self._closed.set()
+        with self._lock:
+            try:
+                self._recon()
+            except Exception as exc:  # see the docstring: never raise from close
+                log.error("recon_snapshot_not_written", error=str(exc))
+            self._publish(now=True)
 
 
 class ErpSink(FixedPartitionedSink[SinkItem, None]):
-    """ERP tables + outbox relay. Items are ``(key, item)``; the key is ignored."""
+    """ERP tables + outbox relay. Items are ``(key, item)``; the key is ignored.
+
+    ``idle_flush`` (production) starts a timer thread in the partition that snapshots
+    reconciliation and retries the relay while no batch arrives. (An earlier design fed a
+    timer *input* into the flow; a second input stalled the dataflow intermittently under
+    Bytewax 0.21 — the inputs spun waiting for an epoch that never completed — so timing
+    lives in the sink instead.)"""
 
     def __init__(
         self,
@@ -170,11 +196,13 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
         *,
         relay_factory: Callable[[Engine], OutboxRelay] | None = None,
         recon_every_s: float = 3.0,
+        idle_flush: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine_factory = engine_factory
         self._relay_factory = relay_factory
         self._recon_every = recon_every_s
+        self._idle_flush = idle_flush
         self._clock = clock
 
     def list_parts(self) -> list[str]:
@@ -186,4 +214,4 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ErpPartition:
         engine = self._engine_factory()
         relay = self._relay_factory(engine) if self._relay_factory else None
-        return _ErpPartition(engine, relay, self._recon_every, self._clock)
+        return _ErpPartition(engine, relay, self._recon_every, self._clock, self._idle_flush)

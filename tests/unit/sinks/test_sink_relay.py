@@ -8,8 +8,10 @@ Real parts: SQLite ERP, the real relay and ``CheckedProducer`` pointed at closed
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
@@ -69,3 +71,34 @@ def test_close_after_the_erp_went_away_does_not_raise(engine: Engine) -> None:
     part = _ErpPartition(engine, None, 3600.0, lambda: NOW)
     t.recon_dirty.drop(engine)  # the ERP is unusable now
     part.close()
+
+
+def test_idle_timer_snapshots_reconciliation_without_new_batches(tmp_path: Path) -> None:
+    from dataflows.billing.target import LineTarget, LineUpdate, SourceType, State
+    from sinks.erp.writer import Emission
+
+    # a file database: an in-memory SQLite is private to each thread's connection
+    engine = create_engine(f"sqlite:///{tmp_path / 'erp.sqlite3'}")
+
+    line = LineTarget(
+        SourceType.TIMESHEET, "1", State.HELD, "PROJECT_ON_HOLD", "C1", "P1", "2025-03"
+    )
+    part = _ErpPartition(engine, None, 0.3, lambda: NOW, idle_flush=True)
+    try:
+        part.write_batch([Emission(LineUpdate(line.key, None, line), "p1")])  # recon due: runs
+        changed = LineTarget(
+            SourceType.TIMESHEET, "1", State.HELD, "AMENDMENT_PENDING", "C1", "P1", "2025-03"
+        )
+        part.write_batch([Emission(LineUpdate(line.key, line, changed), "p2")])  # not due yet
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(t.recon_dirty)).scalar() == 1
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.execute(select(func.count()).select_from(t.recon_dirty)).scalar() == 0:
+                    break
+            time.sleep(0.1)
+        with engine.connect() as conn:  # the idle timer flushed it: no third batch came
+            assert conn.execute(select(func.count()).select_from(t.recon_dirty)).scalar() == 0
+    finally:
+        part.close()
