@@ -33,6 +33,7 @@ from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.errors import RecordContext, RecordError
 from dataflows.logic import BillingLogic
+from dataflows.progress import PROGRESS
 from sinks.erp.sink import PARTITION, SinkItem
 
 FLOW_ID = "billsync"
@@ -79,6 +80,7 @@ def build_flow(
         if dec is None:
             dec = decoders["d"] = decoder()
         topic = str(item.topic)
+        PROGRESS.note(topic, int(item.partition or 0), int(item.offset or 0))
         try:
             out = dec.decode(
                 topic, int(item.partition or 0), int(item.offset or 0), item.key, item.value

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     recovery_backup_interval_s: int = 0  # keep older snapshots this long (off-box backups)
     recon_interval_s: float = 3.0  # recon.snapshots at most this often per changed key
     metrics_port: int = 9464  # Prometheus /metrics and /health on 127.0.0.1; 0 disables
+    # exit 75 when records wait and none was decoded this long (ops/watchdog.py); 0: off
+    stall_exit_s: float = 120.0
     source_topics: tuple[str, ...] = (
         "psa.public.employees",
         "psa.public.projects",

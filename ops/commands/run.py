@@ -13,6 +13,8 @@ import typer
 from bytewax.run import cli_main
 from prometheus_client import REGISTRY
 
+from dataflows.progress import PROGRESS
+from ops import watchdog
 from ops.console import console
 from ops.http import Health, serve
 from ops.logs import configure as configure_logs
@@ -72,6 +74,8 @@ def run(
     )
     if health is not None:
         health.flow_started = True  # the flow is built and its topics exist; Bytewax takes over
+    if settings.stall_exit_s:
+        watchdog.start(settings.kafka_bootstrap, PROGRESS, settings.stall_exit_s)
     cli_main(  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
         flow,
         workers_per_process=workers,

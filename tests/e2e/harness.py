@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 from dataflows.billing.ledger import transaction_id
 from ops.settings import Settings
 from ops.sourcedb import tables as src
+from ops.watchdog import STALL_EXIT
 from sinks.erp import tables as erp
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +95,7 @@ class Flow:
                 "BILLSYNC_METRICS_PORT": str(self.metrics_port),
                 "BILLSYNC_SNAPSHOT_INTERVAL_S": "1",
                 "BILLSYNC_RECON_INTERVAL_S": "1",
+                "BILLSYNC_STALL_EXIT_S": "30",
                 "NO_COLOR": "1",
                 "COLUMNS": "200",
             }
@@ -119,6 +121,13 @@ class Flow:
         return self.proc is not None and self.proc.poll() is None
 
     def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() == STALL_EXIT:
+            # the flow's stall watchdog asked for a restart (ARCHITECTURE.md, known issues):
+            # do what the supervisor does in production, and say so
+            print(f"flow exited {STALL_EXIT} (stall watchdog); restarted", flush=True)
+            self._close_log()
+            self.start()
+            return
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(
                 f"billsync run exited with {self.proc.returncode}; log tail:\n{self.log_tail()}"

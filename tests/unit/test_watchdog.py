@@ -1,0 +1,34 @@
+"""The stall watchdog judges only partitions the flow has read, by records waiting there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from dataflows.progress import Progress
+from ops.watchdog import waiting
+
+
+class Watermarks:
+    """High watermarks by (topic, partition): the one consumer call the watchdog makes."""
+
+    def __init__(self, highs: dict[tuple[str, int], int]) -> None:
+        self.highs = highs
+
+    def get_watermark_offsets(self, tp: TopicPartition, **_: Any) -> tuple[int, int]:
+        return 0, self.highs[(tp.topic, tp.partition)]
+
+
+def test_records_waiting_beyond_the_last_decoded_offset_are_reported() -> None:
+    p = Progress()
+    p.note("psa.public.timesheets", 0, 41)  # next to read: 42
+    p.note("crm.crm.contracts", 0, 9)
+    highs = Watermarks({("psa.public.timesheets", 0): 50, ("crm.crm.contracts", 0): 10})
+    assert waiting(p, highs) == {"psa.public.timesheets[0]": 8}  # type: ignore[arg-type]
+
+
+def test_caught_up_flow_is_not_a_stall() -> None:
+    p = Progress()
+    p.note("psa.public.timesheets", 0, 49)
+    assert waiting(p, Watermarks({("psa.public.timesheets", 0): 50})) == {}  # type: ignore[arg-type]
