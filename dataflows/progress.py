@@ -13,6 +13,10 @@ class Progress:
     def __init__(self) -> None:
         self.offsets: dict[tuple[str, int], int] = {}
         self.last_at = time.monotonic()
+        self.epoch_at = time.monotonic()  # last epoch close of an input partition
+
+    def epoch(self) -> None:
+        self.epoch_at = time.monotonic()
 
     def note(self, topic: str, partition: int, offset: int) -> None:
         self.offsets[(topic, partition)] = offset

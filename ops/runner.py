@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from confluent_kafka import KafkaException
@@ -28,11 +30,40 @@ from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
 from dataflows.errors import StackError
 from dataflows.flow import build_flow
+from dataflows.progress import PROGRESS
 from ops.settings import Settings, get_settings
 from schemas.registry import TOPICS
 from sinks.erp.sink import ErpSink
 from sinks.kafka.outbox import OutboxRelay
 from sinks.kafka.producer import CheckedProducer
+
+
+class _WatchedPartition(StatefulSourcePartition[Any, Any]):
+    """A Kafka partition that reports each epoch close (its snapshot) to the stall watchdog."""
+
+    def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
+        self._inner = inner
+
+    def next_batch(self) -> Any:
+        return self._inner.next_batch()
+
+    def next_awake(self) -> Any:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> Any:
+        PROGRESS.epoch()
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _WatchedKafkaSource(KafkaSource):
+    """Bytewax's KafkaSource; its partitions tell the watchdog when epochs close, so a
+    dataflow whose epochs stop advancing is detected even with no record waiting."""
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
+        return _WatchedPartition(super().build_part(step_id, for_part, resume_state))
 
 
 def recovery_dir(settings: Settings) -> Path:
@@ -82,7 +113,7 @@ def production_flow(settings: Settings) -> Dataflow:
     registry = settings.schema_registry_url
     bootstrap = settings.kafka_bootstrap
     ensure_topics(settings, (*settings.source_topics, *TOPICS))
-    source = KafkaSource(
+    source = _WatchedKafkaSource(
         [bootstrap],
         list(settings.source_topics),
         tail=True,

@@ -1,9 +1,11 @@
 """A stall watchdog for ``billsync run``: exit (code 75) when the flow stops consuming.
 
-Bytewax 0.21.1 was seen, rarely, to stop consuming while busy at 100 % CPU (ARCHITECTURE.md,
-"Known issues"). The watchdog compares, every few seconds, the high watermark of each
-partition the flow has read with the last offset it decoded there: if records are waiting and
-nothing was decoded for ``stall_s`` seconds, it logs ``stall_detected`` and exits with
+Bytewax 0.21.1 was seen, rarely, to stop closing epochs while busy at 100 % CPU
+(ARCHITECTURE.md, "Known issues"): nothing more is consumed or written. The watchdog exits
+when no input partition closed an epoch for ``stall_s`` seconds (epochs close every snapshot
+interval, idle or not; the partitions report it, ``ops/runner.py``), or when records wait on a
+partition the flow has read and nothing was decoded for ``stall_s``. It logs
+``stall_detected`` and exits with
 :data:`STALL_EXIT`, so the supervisor (systemd, compose ``restart:``) restarts it — a restart
 is exact (Bytewax recovery + the ERP writer's diff). Partitions not read yet by this process
 are not judged: their position is unknown here.
@@ -44,12 +46,17 @@ def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billsync-watchdog"})
         while True:
             time.sleep(every_s)
-            idle = time.monotonic() - progress.last_at
+            now = time.monotonic()
+            no_epoch = now - progress.epoch_at
+            if no_epoch >= stall_s:  # epochs close every snapshot interval, idle or not
+                log.error("stall_detected", no_epoch_close_s=round(no_epoch), exit=STALL_EXIT)
+                os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
+            idle = now - progress.last_at
             if idle < stall_s:
                 continue
             behind = waiting(progress, consumer)
             if behind and time.monotonic() - progress.last_at >= stall_s:
                 log.error("stall_detected", idle_s=round(idle), waiting=behind, exit=STALL_EXIT)
-                os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
+                os._exit(STALL_EXIT)
 
     threading.Thread(target=run, name="billsync-watchdog", daemon=True).start()
