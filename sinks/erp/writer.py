@@ -279,9 +279,12 @@ class ErpWriter:
         self, conn: Connection, upserts: list[dict[str, Any]], deletes: list[LineKey]
     ) -> None:
         s = t.billing_line_state
-        keys = [(r["source_type"], r["source_id"]) for r in upserts] + deletes
-        for st, sid in keys:
-            conn.execute(delete(s).where(s.c.source_type == st, s.c.source_id == sid))
+        by_type: dict[str, list[str]] = {}
+        for st, sid in [(r["source_type"], r["source_id"]) for r in upserts] + deletes:
+            by_type.setdefault(st, []).append(sid)
+        for st, ids in by_type.items():  # one DELETE per chunk, not one per line
+            for chunk in _chunks(ids):
+                conn.execute(delete(s).where(s.c.source_type == st, s.c.source_id.in_(chunk)))
         if upserts:
             conn.execute(insert(s), upserts)
 
