@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from dataflows.errors import StackError
+from schemas.serdes import avro_deserializer, registry_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +46,9 @@ class TopicReader:
                 "auto.offset.reset": "earliest",
             }
         )
-        registry = SchemaRegistryClient({"url": registry_url})
-        self._values = AvroDeserializer(registry)
-        self._keys = AvroDeserializer(registry) if key_avro else None
+        registry = registry_client(registry_url)
+        self._values = avro_deserializer(registry)
+        self._keys = avro_deserializer(registry) if key_avro else None
         try:
             meta = self._consumer.list_topics(topic, timeout=15)
         except KafkaException as exc:

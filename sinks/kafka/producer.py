@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException, Message, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from dataflows.errors import DeliveryError
 from schemas.registry import key_schema_str, schema_str
+from schemas.serdes import avro_serializer, registry_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class CheckedProducer:
                 "message.timeout.ms": int(timeout_s * 1000),
             }
         )
-        self._registry = SchemaRegistryClient({"url": registry_url})
+        self._registry = registry_client(registry_url)
         self._values: dict[str, AvroSerializer] = {}
         self._keys: dict[str, AvroSerializer] = {}
         self._timeout = timeout_s
@@ -55,11 +55,10 @@ class CheckedProducer:
 
     def _serializers(self, topic: str) -> tuple[AvroSerializer, AvroSerializer | None]:
         if topic not in self._values:
-            conf = {"auto.register.schemas": True}
-            self._values[topic] = AvroSerializer(self._registry, schema_str(topic), conf=conf)
+            self._values[topic] = avro_serializer(self._registry, schema_str(topic))
             key = key_schema_str(topic)
             if key is not None:
-                self._keys[topic] = AvroSerializer(self._registry, key, conf=conf)
+                self._keys[topic] = avro_serializer(self._registry, key)
         return self._values[topic], self._keys.get(topic)
 
     def deliver(self, records: Sequence[OutRecord]) -> None:

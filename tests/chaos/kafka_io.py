@@ -8,11 +8,11 @@ import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from ops.settings import Settings
+from schemas.serdes import registry_client
 
 DLQ = "billing.dlq"
 
@@ -75,7 +75,7 @@ class DlqReader:
     """``billing.dlq`` from a start offset, values decoded with the stock AvroDeserializer."""
 
     def __init__(self, settings: Settings, start: int) -> None:
-        self.values = AvroDeserializer(SchemaRegistryClient({"url": settings.schema_registry_url}))
+        self.values = AvroDeserializer(registry_client(settings.schema_registry_url))
         self.consumer = _consumer(settings)
         self.consumer.assign([TopicPartition(DLQ, 0, start)])
         self.records: list[dict[str, Any]] = []

@@ -29,12 +29,12 @@ from decimal import Decimal
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from sqlalchemy import select, union
 
 from ops.settings import Settings
+from schemas.serdes import registry_client
 from sinks.erp import tables as erp_tables
 from sinks.erp.recon import figures
 from tests.e2e.harness import Erp, Flow, Sources
@@ -49,7 +49,7 @@ class TopicReader:
     """Reads the four topics from given offsets; keeps every decoded record."""
 
     def __init__(self, settings: Settings, start: dict[str, int]) -> None:
-        registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+        registry = registry_client(settings.schema_registry_url)
         self.values = AvroDeserializer(registry)
         self.keys = AvroDeserializer(registry)
         self.consumer = Consumer(

@@ -116,9 +116,9 @@ def kafka_admin(stack: Settings) -> Any:
 
 @pytest.fixture(scope="session")
 def registry(stack: Settings) -> Any:
-    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from schemas.serdes import registry_client
 
-    return SchemaRegistryClient({"url": stack.schema_registry_url})
+    return registry_client(stack.schema_registry_url)
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from sqlalchemy import Engine, insert, select
 
 from ops.replay import REPLAY_HEADER
 from ops.settings import Settings
 from schemas.registry import KEY_SCHEMA, schema_str
+from schemas.serdes import avro_serializer
 from sinks.erp import tables as t
 from sinks.queries.tables import ensure, recon_audit_runs
 from tests.integration.erp_schema import erp_schema
@@ -57,8 +57,8 @@ def cli(erp_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def produce(stack: Settings, registry: Any, topic: str, schema_of: str, records: list[Any]) -> None:
     """Avro records (key, value) to ``topic`` with the schema of billsync topic ``schema_of``."""
-    values = AvroSerializer(registry, schema_str(schema_of))
-    keys = AvroSerializer(registry, KEY_SCHEMA)
+    values = avro_serializer(registry, schema_str(schema_of))
+    keys = avro_serializer(registry, KEY_SCHEMA)
     producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all"})
     for key, value in records:
         producer.produce(

@@ -113,3 +113,39 @@ def test_breaking_changes_are_refused(client: RegistryClient, subject: str, tmp_
     assert billsync("schemas", "check", "--subject", subject, "--file", path).returncode == 0
     assert billsync("schemas", "register", "--subject", subject, "--file", path).returncode == 0
     assert client.latest_version(subject) == 2
+
+
+def test_serializer_uses_the_topic_subject_and_no_associations_lookup(
+    client: RegistryClient,
+) -> None:
+    """``schemas.serdes``: subjects are ``<topic>-value`` by contract, and the serializer must
+    not ask the associations API first (confluent-kafka 2.16's default strategy does; the
+    registry has no such API, and one unanswered request used to hang the caller)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from schemas.serdes import REQUEST_TIMEOUT_S, SERIALIZER_CONF, avro_serializer
+
+    asked: list[str] = []
+
+    class Recording(SchemaRegistryClient):  # type: ignore[misc]  # confluent_kafka is untyped
+        def get_associations_by_resource_name(self, *args: Any, **kwargs: Any) -> Any:
+            asked.append(str(args))
+            return super().get_associations_by_resource_name(*args, **kwargs)
+
+    topic = f"it-serdes-{uuid.uuid4().hex[:12]}"
+    registry = Recording({"url": get_settings().schema_registry_url, "timeout": REQUEST_TIMEOUT_S})
+    serialize = avro_serializer(registry, schema_str("billing.dlq"))
+    assert SERIALIZER_CONF["subject.name.strategy.type"] == "TOPIC"
+    try:
+        record = {
+            "error": "e", "error_type": "DecodeError", "topic": "t", "partition": 0,
+            "offset": 1, "key": None, "value": b"x", "timestamp": None, "received_at": 0,
+        }  # fmt: skip
+        framed = serialize(record, SerializationContext(topic, MessageField.VALUE))
+        assert framed[:1] == b"\x00"  # Confluent framing
+        assert asked == []
+        assert json.loads(client.latest_schema(f"{topic}-value"))["name"] == "DeadLetter"
+    finally:
+        with contextlib.suppress(RegistryError):
+            client.delete_subject(f"{topic}-value")
