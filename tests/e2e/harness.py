@@ -50,6 +50,59 @@ BILLSYNC = [sys.executable, "-m", "ops.cli"]
 WAIT_S = 300.0  # longest wait for the ERP to reflect a change (catch-up from offset 0 included)
 
 
+def stack_report(settings: Settings, flow_log: Path | None = None) -> str:
+    """What a failing wait prints first: the state of the psa and crm connectors (with the
+    first line of a failure trace) and the last lines of the flow's log. A CI log may keep
+    only part of the output, so the cause must come before the long list of wrong rows."""
+    from connectors.connect_client import ConnectClient
+
+    lines = []
+    try:
+        with ConnectClient(settings.connect_url, timeout=10) as connect:
+            for name in ("psa", "crm"):
+                st = connect.status(name)
+                if st is None:
+                    lines.append(f"connector {name}: not registered")
+                    continue
+                tasks = ", ".join(f"task {t.id} {t.state}" for t in st.tasks) or "no task"
+                trace = st.first_trace()
+                lines.append(
+                    f"connector {name}: {st.state}; {tasks}" + (f"; {trace[:300]}" if trace else "")
+                )
+    except Exception as exc:  # a report must not mask the failure it reports
+        lines.append(f"Kafka Connect not reachable: {type(exc).__name__}: {exc}")
+    lines += _topic_ages(settings, ("psa.public.timesheets", "crm.crm.contracts"))
+    if flow_log is not None and flow_log.exists():
+        tail = flow_log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+        lines += [f"flow.log: {line[:300]}" for line in tail]
+    return "\n".join(lines)
+
+
+def _topic_ages(settings: Settings, topics: Sequence[str]) -> list[str]:
+    """``topic: N records, newest written Ms ago`` for partition 0 of each topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "billsync-e2e-report"}
+    )
+    out = []
+    try:
+        for topic in topics:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            if high <= low:
+                out.append(f"{topic}: empty")
+                continue
+            consumer.assign([TopicPartition(topic, 0, high - 1)])
+            msg = consumer.poll(10)
+            age = "?" if msg is None else f"{time.time() - msg.timestamp()[1] / 1000:.0f}s"
+            out.append(f"{topic}: {high - low} records, newest written {age} ago")
+    except Exception as exc:  # a report must not mask the failure it reports
+        out.append(f"Kafka not readable: {type(exc).__name__}: {exc}")
+    finally:
+        consumer.close()
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -279,9 +332,10 @@ class Erp:
             if flow is not None:
                 flow.check_alive()
             if time.monotonic() > deadline:
+                report = "" if flow is None else stack_report(flow.settings, flow.log_path) + "\n"
                 raise AssertionError(
                     f"ERP did not reach the expected line states{' (' + what + ')' if what else ''}"
-                    f" within {timeout:.0f}s; {len(wrong)} wrong:\n" + "\n".join(wrong)
+                    f" within {timeout:.0f}s; {len(wrong)} wrong.\n{report}" + "\n".join(wrong)
                 )
             time.sleep(0.5)
 
