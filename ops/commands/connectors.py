@@ -8,6 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from connectors.connect_client import ConnectClient, ConnectorState
+from connectors.freshness import heartbeat_age, heartbeat_topic, stale_after
 from connectors.registration import ConnectorConfigInvalid, register, validate, wait_running
 from connectors.rules import Violation
 from connectors.templates import load_template, render, template_names
@@ -28,13 +29,14 @@ def _client() -> ConnectClient:
     return ConnectClient(get_settings().connect_url)
 
 
-def _state_rows(state: ConnectorState) -> list[dict[str, Any]]:
+def _state_rows(state: ConnectorState, cdc: str | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [
         {
             "connector": state.name,
             "part": "connector",
             "state": state.state,
             "worker": state.worker_id,
+            "cdc": cdc,
             "error": (state.trace or "").strip().splitlines()[0] if state.trace else None,
         }
     ]
@@ -44,6 +46,7 @@ def _state_rows(state: ConnectorState) -> list[dict[str, Any]]:
             "part": f"task {t.id}",
             "state": t.state,
             "worker": t.worker_id,
+            "cdc": None,
             "error": t.trace.strip().splitlines()[0] if t.trace else None,
         }
         for t in state.tasks
@@ -51,7 +54,20 @@ def _state_rows(state: ConnectorState) -> list[dict[str, Any]]:
     return rows
 
 
-_STATE_COLUMNS = ["connector", "part", "state", "worker", "error"]
+def _cdc(client: ConnectClient, name: str) -> str | None:
+    """``heartbeat 4s ago`` / ``STALE: heartbeat 312s ago`` / ``no heartbeat yet``
+    (connectors/freshness.py); None when the connector has no heartbeat configured."""
+    config = client.config(name) or {}
+    if not config.get("heartbeat.interval.ms", "").strip():
+        return None
+    age = heartbeat_age(get_settings().kafka_bootstrap, heartbeat_topic(config))
+    if age is None:
+        return "no heartbeat yet"
+    seen = f"heartbeat {age:.0f}s ago"
+    return f"STALE: {seen}" if age > stale_after(config) else seen
+
+
+_STATE_COLUMNS = ["connector", "part", "state", "worker", "cdc", "error"]
 _VIOLATION_COLUMNS = ["field", "problem", "fix", "origin"]
 
 
@@ -207,13 +223,17 @@ def _summary(state: ConnectorState) -> str:
 
 @app.command("status")
 def status(as_json: JsonOpt = False) -> None:
-    """State of every registered connector and each of its tasks."""
+    """State of every registered connector and each of its tasks, and whether it streams.
+
+    ``cdc`` is the age of the connector's newest Debezium heartbeat: Connect says RUNNING
+    while a source connection is lost; ``STALE`` means no heartbeat for six intervals
+    (at least 60 s) — restart it with `billsync connectors restart NAME`."""
     rows: list[dict[str, Any]] = []
     with _client() as client:
         for name in client.connectors():
             state = client.status(name)
             if state is not None:
-                rows += _state_rows(state)
+                rows += _state_rows(state, _cdc(client, name))
     emit_table(rows, _STATE_COLUMNS, title="connectors", as_json=as_json)
 
 

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from ops.settings import Settings
 from ops.stack import launcher
@@ -63,17 +61,6 @@ def connectors_running(flow: Flow, timeout: float = 180.0) -> list[str]:
         if time.monotonic() > deadline:
             raise AssertionError(f"connectors not RUNNING after {timeout:.0f}s: {states}")
         time.sleep(2)
-
-
-@pytest.fixture
-def healed(stack: Settings) -> Iterator[None]:
-    """Whatever happens in the test, leave every component running and healthy."""
-    yield
-    ctx = launcher.context(stack, create_secrets=False)
-    for name, component in launcher.components(ctx).items():
-        if launcher.running(component) is None:
-            launcher.start(component, lambda _c, _m: None)
-            print(f"teardown: started {name} again")
 
 
 def test_restart_each_component_under_load(

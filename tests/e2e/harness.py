@@ -55,6 +55,7 @@ def stack_report(settings: Settings, flow_log: Path | None = None) -> str:
     first line of a failure trace) and the last lines of the flow's log. A CI log may keep
     only part of the output, so the cause must come before the long list of wrong rows."""
     from connectors.connect_client import ConnectClient
+    from connectors.freshness import heartbeat_age
 
     lines = []
     try:
@@ -66,8 +67,11 @@ def stack_report(settings: Settings, flow_log: Path | None = None) -> str:
                     continue
                 tasks = ", ".join(f"task {t.id} {t.state}" for t in st.tasks) or "no task"
                 trace = st.first_trace()
+                age = heartbeat_age(settings.kafka_bootstrap, f"__debezium-heartbeat.{name}")
+                beat = "no heartbeat" if age is None else f"last heartbeat {age:.0f}s ago"
                 lines.append(
-                    f"connector {name}: {st.state}; {tasks}" + (f"; {trace[:300]}" if trace else "")
+                    f"connector {name}: {st.state}; {tasks}; {beat}"
+                    + (f"; {trace[:300]}" if trace else "")
                 )
     except Exception as exc:  # a report must not mask the failure it reports
         lines.append(f"Kafka Connect not reachable: {type(exc).__name__}: {exc}")
