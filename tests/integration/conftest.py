@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from ops.settings import Settings, stack_dir_from_env
+from ops.settings import Settings, get_settings, stack_dir_from_env
 from ops.stack import launcher
 from ops.stack.component import StackContext
 from ops.stack.postgres import Postgres
@@ -89,6 +89,9 @@ def stack() -> Iterator[Settings]:
         results = launcher.up(settings, _quiet, lambda _msg: None)
         started = [r.component for r in results if not r.reused]
         settings = _settings()  # now with the URLs of the freshly written stack.env
+    # code under test that reads the process settings must see that stack.env too, even if
+    # an earlier (unit) test cached settings from before it existed
+    get_settings.cache_clear()
     _prepare_sources()
     yield settings
     if started:
@@ -97,6 +100,12 @@ def stack() -> Iterator[Settings]:
         for name in reversed(launcher.START_ORDER):
             if name in started:
                 launcher.stop_component(comps[name])
+
+
+@pytest.fixture(autouse=True)
+def _stack_is_up(stack: Settings) -> None:
+    """Every integration test runs against the started stack, also when it takes no
+    fixture of it (run alone on a fresh clone, it starts the stack first)."""
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ops.settings import get_settings
+from ops.settings import Settings
 from schemas.client import RegistryClient, RegistryError
 from schemas.registry import schema_str, subjects
 
@@ -37,8 +37,8 @@ def billsync(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def client() -> Iterator[RegistryClient]:
-    with RegistryClient(get_settings().schema_registry_url) as c:
+def client(stack: Settings) -> Iterator[RegistryClient]:
+    with RegistryClient(stack.schema_registry_url) as c:
         yield c
 
 
@@ -116,7 +116,7 @@ def test_breaking_changes_are_refused(client: RegistryClient, subject: str, tmp_
 
 
 def test_serializer_uses_the_topic_subject_and_no_associations_lookup(
-    client: RegistryClient,
+    stack: Settings, client: RegistryClient
 ) -> None:
     """``schemas.serdes``: subjects are ``<topic>-value`` by contract, and the serializer must
     not ask the associations API first (confluent-kafka 2.16's default strategy does; the
@@ -134,7 +134,7 @@ def test_serializer_uses_the_topic_subject_and_no_associations_lookup(
             return super().get_associations_by_resource_name(*args, **kwargs)
 
     topic = f"it-serdes-{uuid.uuid4().hex[:12]}"
-    registry = Recording({"url": get_settings().schema_registry_url, "timeout": REQUEST_TIMEOUT_S})
+    registry = Recording({"url": stack.schema_registry_url, "timeout": REQUEST_TIMEOUT_S})
     serialize = avro_serializer(registry, schema_str("billing.dlq"))
     assert SERIALIZER_CONF["subject.name.strategy.type"] == "TOPIC"
     try:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
 
-from ops.settings import get_settings
+from ops.settings import Settings
 from ops.sourcedb.engines import crm_engine, psa_engine
 from ops.sourcedb.generate import build
 from ops.sourcedb.install import init_psa
@@ -41,15 +41,15 @@ def billsync(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def psa() -> Iterator[Engine]:
-    engine = psa_engine(get_settings())
+def psa(stack: Settings) -> Iterator[Engine]:
+    engine = psa_engine(stack)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def crm() -> Iterator[Engine]:
-    engine = crm_engine(get_settings())
+def crm(stack: Settings) -> Iterator[Engine]:
+    engine = crm_engine(stack)
     yield engine
     engine.dispose()
 
@@ -135,8 +135,8 @@ def test_updated_at_is_stamped_when_the_writer_leaves_it(psa: Engine, crm: Engin
             conn.execute(text("DELETE FROM accounts WHERE account_id = :k"), {"k": key})
 
 
-def test_bulk_load_round_trips_every_row() -> None:
-    settings = get_settings()
+def test_bulk_load_round_trips_every_row(stack: Settings) -> None:
+    settings = stack
     data = build(0.3, 7)
     schema = f"it_{uuid.uuid4().hex[:12]}"
     psa = psa_engine(settings, connect_args={"options": f"-csearch_path={schema}"})
