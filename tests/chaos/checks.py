@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 
 from tests.chaos.load import Load
-from tests.e2e.harness import Erp, Flow, ledger_violations
+from tests.e2e.harness import Erp, Flow, ledger_violations, stack_report
 
 D = Decimal
 
@@ -66,7 +66,8 @@ def audit_until_clean(flow: Flow, load: Load, *, timeout: float) -> float:
         if time.monotonic() - t0 > timeout:
             shown = "\n".join(str(d) for d in diffs[:20])
             raise AssertionError(
-                f"recon audit not clean after {timeout:.0f}s ({trend}); first differences:\n"
+                f"recon audit not clean after {timeout:.0f}s ({trend}).\n"
+                f"{stack_report(flow.settings)}\nfirst differences:\n"
                 f"{shown}\nflow log tail:\n{flow.log_tail()}"
             )
         time.sleep(2)

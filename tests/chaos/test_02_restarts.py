@@ -30,7 +30,7 @@ from ops.settings import Settings
 from ops.stack import launcher
 from tests.chaos.checks import converged
 from tests.chaos.load import Load
-from tests.e2e.harness import Erp, Flow
+from tests.e2e.harness import Erp, Flow, stack_report
 
 COMPONENTS = ("connect", "kafka", "postgres", "mariadb")
 CONNECTORS = ("psa", "crm")
@@ -59,7 +59,10 @@ def connectors_running(flow: Flow, timeout: float = 180.0) -> list[str]:
                 res = flow.cli("connectors", "restart", name, timeout=200)
                 actions.append(f"restarted connector {name} (exit {res.returncode})")
         if time.monotonic() > deadline:
-            raise AssertionError(f"connectors not RUNNING after {timeout:.0f}s: {states}")
+            raise AssertionError(
+                f"connectors not RUNNING after {timeout:.0f}s: {states}\n"
+                + stack_report(flow.settings, flow.log_path)
+            )
         time.sleep(2)
 
 
