@@ -44,11 +44,9 @@ class Apicurio(Component):
         if not jvm.JAVA25.exists():
             raise StackError(self.name, f"{jvm.JAVA25} not found (Apicurio 3.3 needs Java 21+)")
 
-    def properties(self) -> dict[str, str]:
-        """The ``-D`` system properties of the registry (docker-compose.yml sets the same as
-        environment variables; tests/unit/test_compose.py compares them)."""
+    def launch(self) -> Launch:
         s = self.ctx.settings
-        return {
+        props = {
             "quarkus.http.host": "127.0.0.1",
             "quarkus.http.port": str(s.apicurio_port),
             "quarkus.management.host": "127.0.0.1",
@@ -60,18 +58,8 @@ class Apicurio(Component):
             "apicurio.rest.deletion.artifact.enabled": "true",
             "apicurio.rest.deletion.artifact-version.enabled": "true",
             "apicurio.rest.deletion.group.enabled": "true",
-            # HTTP/1.1 only. The Connect converter's JDK HttpClient asks every new connection to
-            # upgrade to h2c; Vert.x's maintainers advise against h2c-by-upgrade and have fixed
-            # several hangs in it. Three test runs here each had one registry request logged as
-            # answered that its client never received (a Connect task stalled 3 min, a Python
-            # serializer for ever); see ARCHITECTURE.md section 6.
-            "quarkus.http.http2": "false",
             "quarkus.log.console.format": "%d{HH:mm:ss,SSS} %-5p [%c{2.}] %s%e%n",
         }
-
-    def launch(self) -> Launch:
-        s = self.ctx.settings
-        props = self.properties()
         return Launch(
             argv=[
                 str(jvm.JAVA25),

@@ -154,24 +154,3 @@ def test_env_example_lists_every_variable_with_placeholders_only() -> None:
     )
     assert referenced == set(example)
     assert set(example.values()) == {"change-me"}
-
-
-def test_registry_settings_match_the_local_stack(compose: dict[str, Any]) -> None:
-    """Apicurio's own settings (storage, deletion, no h2c) are the same in both topologies:
-    each ``-Dquarkus.x.y`` / ``-Dapicurio.x.y`` of the local launch is ``QUARKUS_X_Y`` /
-    ``APICURIO_X_Y`` in compose (MicroProfile Config's environment mapping)."""
-    from ops.settings import Settings
-    from ops.stack.apicurio import Apicurio
-    from ops.stack.launcher import context
-
-    props = Apicurio(context(Settings(), create_secrets=False)).properties()
-    env = env_of(compose, "apicurio")
-    for key in (
-        "apicurio.storage.kind",
-        "apicurio.storage.sql.kind",
-        "apicurio.rest.deletion.artifact.enabled",
-        "apicurio.rest.deletion.artifact-version.enabled",
-        "apicurio.rest.deletion.group.enabled",
-        "quarkus.http.http2",
-    ):
-        assert env[re.sub(r"[.-]", "_", key).upper()] == props[key], key
