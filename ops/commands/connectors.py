@@ -9,6 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from connectors.connect_client import ConnectClient, ConnectorState
 from connectors.freshness import heartbeat_age, heartbeat_topic, stale_after
+from connectors.heal import heal
 from connectors.registration import ConnectorConfigInvalid, register, validate, wait_running
 from connectors.rules import Violation
 from connectors.templates import load_template, render, template_names
@@ -16,7 +17,9 @@ from dataflows.errors import StackError
 from ops.console import console, emit_json, emit_table, err_console
 from ops.settings import get_settings
 
-app = typer.Typer(help="Debezium connectors: list, render, validate, register, status, restart.")
+app = typer.Typer(
+    help="Debezium connectors: list, render, validate, register, status, restart, heal."
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 NameArg = Annotated[str, typer.Argument(help="connector name = template file connectors/NAME.json")]
@@ -257,6 +260,21 @@ def restart(name: NameArg, as_json: JsonOpt = False, timeout: TimeoutOpt = 180.0
 
             state = wait_running(client, name, timeout_s=timeout, on_poll=on_poll)
     emit_table(_state_rows(state), _STATE_COLUMNS, as_json=as_json)
+
+
+@app.command("heal")
+def heal_cmd(as_json: JsonOpt = False) -> None:
+    """Restart every connector that is FAILED, or RUNNING with no heartbeat for six intervals
+    (its stream is gone); resumes from the committed offsets. Safe to run from a timer."""
+    with _client() as client:
+        done = heal(client, get_settings().kafka_bootstrap)
+    rows = [{"connector": h.connector, "restarted because": h.reason} for h in done]
+    if as_json:
+        emit_json(rows)
+    elif rows:
+        emit_table(rows, ["connector", "restarted because"], title="restarted")
+    else:
+        console.print("every connector runs and streams; nothing restarted")
 
 
 @app.command("delete")

@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 
 from tests.chaos.load import Load
-from tests.e2e.harness import Erp, Flow, ledger_violations, stack_report
+from tests.e2e.harness import HEAL_EVERY_S, Erp, Flow, heal_sources, ledger_violations, stack_report
 
 D = Decimal
 
@@ -50,8 +50,12 @@ def audit_until_clean(flow: Flow, load: Load, *, timeout: float) -> float:
     prefix = load.story.p
     ids = {str(load.story.ts(n)) for n in range(1, load.next_line)}
     trend: list[str] = []
+    next_heal = time.monotonic() + HEAL_EVERY_S
     while True:
         flow.check_alive()
+        if time.monotonic() > next_heal:
+            heal_sources(flow.settings)
+            next_heal = time.monotonic() + HEAL_EVERY_S
         res = flow.cli("recon", "audit", "--json")
         if res.returncode == 0:
             took = time.monotonic() - t0
