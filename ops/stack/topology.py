@@ -127,4 +127,9 @@ def avro_converter_config(registry_base_url: str, prefix: str) -> dict[str, str]
         f"{prefix}.apicurio.registry.headers.enabled": "false",
         # the id written is the contentId: what the ccompat API calls the schema id
         f"{prefix}.apicurio.registry.use-id": "contentId",
+        # cache each schema's id for a day, not 30 s: a schema's contentId never changes (a
+        # new column is new content, looked up at once), and every re-check is a registry
+        # POST per schema per task — the requests seen answered-but-never-received
+        # (ARCHITECTURE.md section 6)
+        f"{prefix}.apicurio.registry.check-period-ms": "86400000",
     }
