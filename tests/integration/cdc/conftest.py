@@ -1,4 +1,13 @@
-"""Fixtures of the CDC scenario catalogue: ``source`` (PSA and CRM) and ``throwaway``."""
+"""Fixtures of the CDC scenario catalogue: ``source`` (PSA and CRM) and ``throwaway``.
+
+One rerun, and only for one symptom: a scenario whose throwaway connector delivered **no
+event at all** (``condition not met by 0 events``) runs once more with a fresh connector.
+Why: the Connect converter sometimes never receives the registry's answer to its first
+schema ``POST`` (Apicurio logs it as sent; ARCHITECTURE.md section 6), and the task then
+hangs or fails before its first record — seen in 2 of 6 fresh-clone runs, both times right
+after the stack started. Any other failure (wrong events, wrong order, decoding) fails at
+once; the rerun is printed by pytest (``R``) and counted in the summary.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,14 @@ from ops.settings import Settings
 from tests.integration.cdc.support import SOURCES, Source, Throwaway
 
 MakeThrowaway = Callable[[Source], Throwaway]
+HERE = Path(__file__).resolve().parent
+NOTHING_DELIVERED = r"condition not met by 0 events"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.flaky(reruns=1, only_rerun=[NOTHING_DELIVERED]))
 
 
 @pytest.fixture(params=SOURCES, ids=[s.id for s in SOURCES])
