@@ -41,6 +41,14 @@ def stale_after(config: Mapping[str, str]) -> float:
     return max(MIN_STALE_S, 6 * interval_s)
 
 
+def describe(config: Mapping[str, str], age: float | None) -> str:
+    """``heartbeat 4s ago`` / ``STALE: heartbeat 312s ago`` / ``no heartbeat yet``."""
+    if age is None:
+        return "no heartbeat yet"
+    seen = f"heartbeat {age:.0f}s ago"
+    return f"STALE: {seen}" if age > stale_after(config) else seen
+
+
 def heartbeat_age(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> float | None:
     """Seconds since the newest record of ``topic`` was written; None if it has none."""
     consumer = Consumer(

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from connectors.connect_client import ConnectClient
-from connectors.freshness import heartbeat_age, heartbeat_topic, stale_after
+from connectors.freshness import describe, heartbeat_age, heartbeat_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +43,8 @@ def diagnose(client: ConnectClient, name: str, bootstrap: str) -> str | None:
     config = client.config(name) or {}
     if not config.get("heartbeat.interval.ms", "").strip():
         return None
-    age = heartbeat_age(bootstrap, heartbeat_topic(config))
-    if age is not None and age > stale_after(config):
-        return f"STALE: heartbeat {age:.0f}s ago"
-    return None
+    seen = describe(config, heartbeat_age(bootstrap, heartbeat_topic(config)))
+    return seen if seen.startswith("STALE") else None
 
 
 def heal(client: ConnectClient, bootstrap: str, names: Iterable[str] | None = None) -> list[Healed]:

@@ -8,7 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from connectors.connect_client import ConnectClient, ConnectorState
-from connectors.freshness import heartbeat_age, heartbeat_topic, stale_after
+from connectors.freshness import describe, heartbeat_age, heartbeat_topic
 from connectors.heal import heal
 from connectors.registration import ConnectorConfigInvalid, register, validate, wait_running
 from connectors.rules import Violation
@@ -63,11 +63,7 @@ def _cdc(client: ConnectClient, name: str) -> str | None:
     config = client.config(name) or {}
     if not config.get("heartbeat.interval.ms", "").strip():
         return None
-    age = heartbeat_age(get_settings().kafka_bootstrap, heartbeat_topic(config))
-    if age is None:
-        return "no heartbeat yet"
-    seen = f"heartbeat {age:.0f}s ago"
-    return f"STALE: {seen}" if age > stale_after(config) else seen
+    return describe(config, heartbeat_age(get_settings().kafka_bootstrap, heartbeat_topic(config)))
 
 
 _STATE_COLUMNS = ["connector", "part", "state", "worker", "cdc", "error"]
