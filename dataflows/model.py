@@ -155,6 +155,24 @@ class ContractAmendment:
         return self.amendment_id
 
 
+# --- ERP (PostgreSQL, database erp, schema public): finance's period calendar (SPEC 2b) -----
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingPeriod:
+    TABLE: ClassVar[str] = "accounting_periods"
+    period: str  # YYYY-MM
+    status: str | None = None  # open | closed (a period with no row is open)
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    reopened_at: datetime | None = None
+    reopen_reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.period
+
+
 Row = (
     Employee
     | Project
@@ -164,6 +182,7 @@ Row = (
     | Contract
     | ContractRate
     | ContractAmendment
+    | AccountingPeriod
 )
 
 ROW_TYPES: dict[str, type[Row]] = {
@@ -177,7 +196,9 @@ ROW_TYPES: dict[str, type[Row]] = {
         Contract,
         ContractRate,
         ContractAmendment,
+        AccountingPeriod,
     )
 }
 PSA_TABLES = ("employees", "projects", "timesheets", "milestones")
 CRM_TABLES = ("accounts", "contracts", "contract_rates", "contract_amendments")
+ERP_TABLES = ("accounting_periods",)

@@ -125,17 +125,24 @@ def allocate(
     *,
     current: Mapping[LineKey, LineTarget] | None = None,
     fresh: Collection[LineKey] = (),
+    final_use: Mapping[str, tuple[Decimal, Decimal]] | None = None,
 ) -> dict[LineKey, LineTarget]:
     """The final targets of ``candidates`` (all of one contract, or one month group of it).
 
     With ``current`` (the targets already held) only targets that differ are returned: a
     member whose allocation figures are unchanged and whose candidate is not in ``fresh``
     (candidates that changed since ``current`` was computed) keeps its current target.
+    ``final_use`` (month -> (covered hours, billed amount)) is what the contract's final
+    items consumed (SPEC 2b): open candidates are allocated against what it leaves.
     """
     ordered = sorted(candidates, key=lambda c: c.order)
     retainer, allowance, cap, per_month = config_of(contract)
     hours_used: dict[str, Decimal] = {}
     billed_in: dict[str, Decimal] = {}
+    for month, (hours, billed) in (final_use or {}).items():
+        hours_used[month] = hours
+        group = month if per_month else WHOLE_CONTRACT
+        billed_in[group] = billed_in.get(group, ZERO) + billed
     out: dict[LineKey, LineTarget] = {}
     for cand in ordered:
         covered = ZERO

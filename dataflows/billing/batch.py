@@ -8,13 +8,15 @@ engine, none of its bookkeeping.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from dataflows.billing.allocation import allocate
 from dataflows.billing.mappings import Mappings
+from dataflows.billing.money import ZERO
 from dataflows.billing.rules import Candidate, classify_milestone, classify_timesheet, schedule_line
-from dataflows.billing.target import LineKey, LineTarget, ScheduleLine
+from dataflows.billing.target import LineKey, LineTarget, ScheduleLine, SourceType
 from dataflows.model import (
     ROW_TYPES,
     Account,
@@ -27,6 +29,9 @@ from dataflows.model import (
     Row,
     Timesheet,
 )
+
+TS = SourceType.TIMESHEET.value
+MS = SourceType.MILESTONE.value
 
 
 @dataclass(frozen=True)
@@ -89,21 +94,49 @@ class _Lookup:
         return self._rates.get(contract_id, ())
 
 
+def final_use(
+    finals: Mapping[LineKey, LineTarget],
+) -> dict[str, dict[str, tuple[Decimal, Decimal]]]:
+    """Per contract and month, the retainer hours and the amount final items consumed."""
+    use: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
+    for target in finals.values():
+        if target.contract_id is None or target.period is None:
+            continue
+        if target.covered_hours == 0 and target.billed_amount == 0:
+            continue
+        months = use.setdefault(target.contract_id, {})
+        hours, billed = months.get(target.period, (ZERO, ZERO))
+        months[target.period] = (hours + target.covered_hours, billed + target.billed_amount)
+    return use
+
+
 def compute_targets(
-    world: World, mappings: Mappings
+    world: World,
+    mappings: Mappings,
+    finals: Mapping[LineKey, LineTarget] | None = None,
 ) -> tuple[dict[LineKey, LineTarget], dict[str, ScheduleLine]]:
-    """Every line's target (SPEC 2) and every invoice-schedule line, from full tables."""
+    """Every open line's target (SPEC 2) and every open invoice-schedule line, from full
+    tables.
+
+    ``finals`` is the record of final items (SPEC 2b, kept in the ERP): their frozen
+    targets. They are left out of the result (their figures are frozen, not computed);
+    open candidates are allocated against what they consumed in each retainer month and
+    cap period.
+    """
+    finals = finals or {}
     ctx = _Lookup(world)
     lines: dict[LineKey, LineTarget] = {}
     by_contract: dict[str, list[Candidate]] = defaultdict(list)
     outcomes = [
         classify_timesheet(ts, ctx, mappings)
         for ts in world.table("timesheets").values()
-        if isinstance(ts, Timesheet)
+        if isinstance(ts, Timesheet) and (TS, ts.key) not in finals
     ]
     schedule: dict[str, ScheduleLine] = {}
     for ms in world.table("milestones").values():
         assert isinstance(ms, Milestone)
+        if (MS, ms.key) in finals:
+            continue  # a final milestone's line and schedule line are frozen
         outcomes.append(classify_milestone(ms, ctx, mappings))
         line = schedule_line(ms, ctx)
         if line is not None:
@@ -113,8 +146,9 @@ def compute_targets(
             by_contract[outcome.contract_id].append(outcome)
         elif outcome is not None:
             lines[outcome.key] = outcome
+    use = final_use(finals)
     for contract_id, candidates in by_contract.items():
         contract = ctx.contract(contract_id)
         assert contract is not None  # a candidate's contract is known (rule 6)
-        lines.update(allocate(contract, candidates))
+        lines.update(allocate(contract, candidates, final_use=use.get(contract_id)))
     return lines, schedule

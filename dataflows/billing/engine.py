@@ -36,11 +36,12 @@ suffix of changes again, converges: the state is a function of the latest row pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from dataflows.billing.allocation import (
+    WHOLE_CONTRACT,
     Book,
     Config,
     Entry,
@@ -51,8 +52,10 @@ from dataflows.billing.allocation import (
     line_of,
     retained,
 )
+from dataflows.billing.finals import Finals, FinalStub
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.money import ZERO
+from dataflows.billing.periods import CLOSE, REOPEN, becomes_final, is_closed, own_digest
 from dataflows.billing.rules import (
     Candidate,
     Outcome,
@@ -65,6 +68,7 @@ from dataflows.billing.target import (
     LineKey,
     LineTarget,
     LineUpdate,
+    PeriodEvent,
     ScheduleLine,
     ScheduleUpdate,
     SourceType,
@@ -112,6 +116,9 @@ class EngineState:
     schedule: dict[str, ScheduleLine] = field(default_factory=dict)
     # incremental allocation per contract with candidates (see allocation.Book)
     books: dict[str, Book] = field(default_factory=dict)
+    # closed periods (SPEC 2b) and what is kept of final items (dataflows/billing/finals.py)
+    closed: set[str] = field(default_factory=set)
+    finals: Finals = field(default_factory=Finals)
 
 
 # table -> (index attribute, foreign-key attribute of the row) for each reverse index
@@ -153,6 +160,10 @@ def _milestone_id(update: ScheduleUpdate) -> str:
     return update.milestone_id
 
 
+def _line_key(update: LineUpdate) -> LineKey:
+    return update.key
+
+
 def _only_cap_moved(old: Config, new: Config) -> bool:
     """Only the cap amount differs (retainer, allowance and cap period as before)."""
     return old[:2] == new[:2] and old[3] == new[3] and old[2] is not None and new[2] is not None
@@ -188,6 +199,9 @@ class BillingEngine:
             # targets are a function of the rows, so this emits nothing
             self.state.books = {}
             self.reevaluate_all()
+        if "finals" not in vars(self.state):  # a snapshot from before closed periods
+            self.state.closed = set()
+            self.state.finals = Finals()
 
     # --- persistence --------------------------------------------------------------------
     def snapshot(self) -> EngineState:
@@ -214,6 +228,15 @@ class BillingEngine:
     @property
     def schedule(self) -> dict[str, ScheduleLine]:
         return self.state.schedule
+
+    @property
+    def finals(self) -> Finals:
+        return self.state.finals
+
+    @property
+    def closed_through(self) -> str | None:
+        """The latest closed accounting period at this point of the stream."""
+        return max(self.state.closed) if self.state.closed else None
 
     def row(self, table: str, key: str) -> Row | None:
         return self.state.rows.get(table, {}).get(key)
@@ -252,23 +275,139 @@ class BillingEngine:
         if new is not None and new.key != change.key:
             # a primary-key change arrives from Debezium as delete + create; be safe anyway
             return Delta(notes=(f"key {change.key} differs from row key {new.key}: ignored",))
-        rows = self.state.rows[change.table]
-        old = rows.get(change.key)
+        if change.table == "accounting_periods":
+            return self._period(change.key, new)
+        stub = None
+        if change.table in ("timesheets", "milestones"):
+            item = (TS if change.table == "timesheets" else MS, change.key)
+            stub = self.state.finals.find(item)
+            if stub is not None:
+                return self._apply_to_final(change, item, stub, new)
+        return self._apply_row(change.table, change.key, new)
+
+    def _apply_row(self, table: str, key: str, new: Row | None) -> Delta:
+        rows = self.state.rows[table]
+        old = rows.get(key)
         if old == new:
             return Delta(notes=("no change to the stored row: nothing to do",))
         if new is None:
-            del rows[change.key]
+            del rows[key]
         else:
-            rows[change.key] = new
-        self._reindex(change.table, change.key, old, new)
+            rows[key] = new
+        self._reindex(table, key, old, new)
         if (
-            change.table == "timesheets"
+            table == "timesheets"
             and (old is None or getattr(old, "status", None) != "approved")
             and (new is None or getattr(new, "status", None) != "approved")
         ):
             return _NOTHING  # rule 1 before and after: no line state, no candidate, no group
-        items, contracts = self._dependents(change.table, change.key, old, new)
+        items, contracts = self._dependents(table, key, old, new)
         return self._recompute(items, contracts)
+
+    # --- closed periods (SPEC 2b) -----------------------------------------------------
+    def _apply_to_final(
+        self, change: Change, item: LineKey, stub: FinalStub, new: Row | None
+    ) -> Delta:
+        """A change of a final item's own row (or of one waiting in a reopened period).
+
+        A final item whose billing columns did not change stays final (nothing else of it
+        is kept to compare). Otherwise it leaves its segment, frees what it consumed, and is
+        evaluated as an open item; the update is always emitted (the ERP holds its old
+        figures, the flow does not) and marked ``reopened`` when it was final.
+        """
+        finals = self.state.finals
+        was_final = finals.is_final(stub)
+        if was_final and new is not None and own_digest(new) == stub.digest:
+            return Delta(notes=("final item: no billing column of its own row changed",))
+        finals.release(stub)
+        rebuild = {stub.contract_id} if stub.contract_id is not None else set()
+        freed = self._recompute(set(), set(), rebuild)
+        delta = self._apply_row(change.table, change.key, new)
+        merged = _Merge()
+        merged.add(freed)
+        merged.add(delta)
+        out = merged.delta()
+        forced = LineUpdate(item, None, self.state.lines.get(item), released=True,
+                            reopened=was_final)  # fmt: skip
+        lines = sorted((*(u for u in out.lines if u.key != item), forced), key=_line_key)
+        if item[0] == MS and not any(s.milestone_id == item[1] for s in out.schedule):
+            schedule = (*out.schedule, *self._schedule_forced(item[1]))
+        else:
+            schedule = out.schedule
+        return Delta(lines=tuple(lines), schedule=tuple(schedule))
+
+    def _period(self, period: str, new: Row | None) -> Delta:
+        """A change of an ``accounting_periods`` row: a close, a reopen, or nothing."""
+        st = self.state
+        old = st.rows["accounting_periods"].get(period)
+        if new is None:
+            st.rows["accounting_periods"].pop(period, None)
+        else:
+            st.rows["accounting_periods"][period] = new
+        if is_closed(new) and period not in st.closed:
+            return self._close(period)
+        if not is_closed(new) and period in st.closed:
+            st.closed.discard(period)
+            st.finals.limbo.add(period)  # its items wait for their rows (a re-snapshot)
+            return Delta(period=PeriodEvent(REOPEN, period, self.closed_through))
+        del old
+        return Delta(notes=(f"accounting period {period}: no change of status",))
+
+    def _close(self, period: str) -> Delta:
+        """Close ``period``: every open item of it or before in a final state becomes final
+        and leaves the open state; the allocation of its contracts is rebuilt against what
+        the final items consumed. Items waiting in an earlier reopened period are final
+        again (their stubs never changed)."""
+        st = self.state
+        st.closed.add(period)
+        st.finals.limbo = {p for p in st.finals.limbo if p > period}
+        stubs: list[FinalStub] = []
+        rebuild: set[str] = set()
+        for key, target in list(st.lines.items()):
+            if not becomes_final(target, period):
+                continue
+            cand = st.candidates.pop(key, None)
+            table = "timesheets" if key[0] == TS else "milestones"
+            row = st.rows[table].pop(key[1], None)
+            stubs.append(
+                FinalStub(
+                    key=key,
+                    final_period=period,
+                    contract_id=cand.contract_id if cand is not None else None,
+                    month=cand.month if cand is not None else None,
+                    covered=target.covered_hours if cand is not None else ZERO,
+                    billed=target.billed_amount if cand is not None else ZERO,
+                    digest=own_digest(row),
+                )
+            )
+            del st.lines[key]
+            if cand is not None:
+                self._leave(cand, key)
+                rebuild.add(cand.contract_id)
+            self._reindex(table, key[1], row, None)
+            if key[0] == MS:
+                st.schedule.pop(key[1], None)
+        if stubs:
+            st.finals.add(period, stubs)
+        delta = self._recompute(set(), set(), rebuild)
+        return Delta(
+            lines=delta.lines,
+            schedule=delta.schedule,
+            period=PeriodEvent(CLOSE, period, self.closed_through),
+        )
+
+    def _schedule_forced(self, milestone_id: str) -> list[ScheduleUpdate]:
+        """A released milestone's schedule line, emitted even when the flow held none."""
+        new = self.state.schedule.get(milestone_id)
+        return [ScheduleUpdate(milestone_id, None, new)] if new is not None else []
+
+    def _left(self, contract_id: str, group: str, raw: Decimal, *, hours: bool) -> Decimal:
+        """What final items left of a retainer month's allowance (``hours``) or of a cap
+        period's cap."""
+        used_hours, used_billed = self.state.finals.used(
+            contract_id, None if group == WHOLE_CONTRACT else group
+        )
+        return raw - (used_hours if hours else used_billed)
 
     def apply_all(self, changes: Iterable[Change]) -> Delta:
         """Apply changes in order; one merged delta (first old, last new per item)."""
@@ -380,10 +519,16 @@ class BillingEngine:
         assert ms is None or isinstance(ms, Milestone)
         return classify_milestone(ms, self, self.state.mappings)
 
-    def _recompute(self, items: set[LineKey], contracts: set[str]) -> Delta:
+    def _recompute(
+        self, items: set[LineKey], contracts: set[str], rebuild: set[str] | None = None
+    ) -> Delta:
+        """Re-classify ``items``, re-allocate ``contracts`` incrementally and ``rebuild``
+        (contracts whose final consumption changed) from scratch."""
         st = self.state
         changed: dict[LineKey, LineTarget | None] = {}  # item -> target before this change
         touched: dict[str, Touch] = {c: {} for c in contracts}  # contract -> its changes
+        for c in rebuild or ():
+            touched.setdefault(c, {})
         sched: list[ScheduleUpdate] = []
         for item in items:  # any order: each item is classified alone
             outcome = self._classify(item)
@@ -406,7 +551,14 @@ class BillingEngine:
             if item[0] == MS:
                 sched.extend(self._schedule(item[1]))
         for contract_id, touch in touched.items():
-            self._allocate(contract_id, touch, changed)
+            if rebuild and contract_id in rebuild:
+                contract = self.contract(contract_id)
+                if contract is None:
+                    st.books.pop(contract_id, None)
+                else:
+                    self._rebuild(contract_id, Book(config_of(contract)), touch, changed)
+            else:
+                self._allocate(contract_id, touch, changed)
         if not changed and not sched:
             return _NOTHING
         lines = st.lines
@@ -453,8 +605,8 @@ class BillingEngine:
         if book is not None and book.config != config and _only_cap_moved(book.config, config):
             book.config = config  # the same groups under a new cap: re-run them from the start
             assert config[2] is not None
-            for group in book.caps.values():
-                billed.update(group.relimit(config[2]))
+            for key, group in book.caps.items():
+                billed.update(group.relimit(self._left(contract_id, key, config[2], hours=False)))
         elif book is None or book.config != config:
             self._rebuild(contract_id, Book(config), touch, changed)
             return
@@ -466,11 +618,19 @@ class BillingEngine:
             return
         covered: dict[LineKey, Decimal] = {}
         if retainer:
-            self._run(book.retainer, book.config[1], self._retainer_moves(touch), covered)
+            allowance = book.config[1]
+            self._run(
+                book.retainer,
+                lambda g: self._left(contract_id, g, allowance, hours=True),
+                self._retainer_moves(touch),
+                covered,
+            )
         billable: dict[LineKey, Decimal] = {}
         if cap is not None:
             moves = self._cap_moves(book, touch, covered, billable)
-            self._run(book.caps, cap, moves, billed)
+            self._run(
+                book.caps, lambda g: self._left(contract_id, g, cap, hours=False), moves, billed
+            )
         fresh = [item for item, (_old, new) in touch.items() if new is not None]
         emit = set(fresh)
         emit.update(covered)
@@ -536,14 +696,14 @@ class BillingEngine:
     @staticmethod
     def _run(
         groups: dict[str, Prefix],
-        limit: Decimal,
+        limit_of: Callable[[str], Decimal],
         moves: dict[str, tuple[list[Removal], list[Entry]]],
         out: dict[LineKey, Decimal],
     ) -> None:
         for key, (removes, inserts) in moves.items():
             group = groups.get(key)
             if group is None:
-                group = groups[key] = Prefix(limit)
+                group = groups[key] = Prefix(limit_of(key))
             out.update(group.update(removes, inserts))
             if not len(group):
                 del groups[key]
@@ -568,7 +728,9 @@ class BillingEngine:
                     assert cand.hours is not None
                     by_month.setdefault(cand.month, []).append((cand.order, item, cand.hours))
             for month, entries in by_month.items():
-                group = book.retainer[month] = Prefix(allowance)
+                group = book.retainer[month] = Prefix(
+                    self._left(contract_id, month, allowance, hours=True)
+                )
                 covered.update(group.fill(entries))
         billable = {item: billable_of(cand, covered.get(item, ZERO)) for item, cand in candidates}
         billed: dict[LineKey, Decimal] = billable
@@ -580,7 +742,9 @@ class BillingEngine:
                 )
             billed = {}
             for period, entries in by_period.items():
-                group = book.caps[period] = Prefix(cap)
+                group = book.caps[period] = Prefix(
+                    self._left(contract_id, period, cap, hours=False)
+                )
                 billed.update(group.fill(entries))
         for item, cand in candidates:
             amount = billable[item]

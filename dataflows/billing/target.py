@@ -84,11 +84,19 @@ class ScheduleLine:
 
 @dataclass(frozen=True, slots=True)
 class LineUpdate:
-    """A line's target changed: ``old``/``new`` None mean "no line state" (ledger nets to 0)."""
+    """A line's target changed: ``old``/``new`` None mean "no line state" (ledger nets to 0).
+
+    ``released`` marks an item that was final, or waited in a reopened period, and is open
+    again (SPEC 2b): the flow no longer knew its target, so ``old`` is None and ``new`` may
+    be None too; the ERP holds what it was. ``reopened`` is set when a change of the item's
+    own row ended its finality (a ``CHANGED_AFTER_CLOSE`` correction).
+    """
 
     key: LineKey
     old: LineTarget | None
     new: LineTarget | None
+    released: bool = False
+    reopened: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +107,23 @@ class ScheduleUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class PeriodEvent:
+    """A close or reopen of an accounting period (SPEC 2b), at the point of the stream where
+    the flow met it. ``closed_through`` is the latest closed period after the event."""
+
+    kind: str  # "close" | "reopen"
+    period: str
+    closed_through: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Delta:
     """What one change (or a re-evaluation) did to the target state."""
 
     lines: tuple[LineUpdate, ...] = ()
     schedule: tuple[ScheduleUpdate, ...] = ()
     notes: tuple[str, ...] = field(default=())  # e.g. "duplicate change ignored"
+    period: PeriodEvent | None = None  # a close or reopen: applied before ``lines``
 
     def __bool__(self) -> bool:
-        return bool(self.lines or self.schedule)
+        return bool(self.lines or self.schedule or self.period)
