@@ -17,6 +17,7 @@ recovery keys: never rename them without a migration.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -65,8 +66,12 @@ def build_flow(
     mappings: Mappings,
     erp_sink: Sink[tuple[str, SinkItem]],
     flow_id: str = FLOW_ID,
+    segment_dir: Path | None = None,
 ) -> Dataflow:
-    """Wire the billing flow. ``decoder`` is called once per worker (it holds caches)."""
+    """Wire the billing flow. ``decoder`` is called once per worker (it holds caches).
+
+    ``segment_dir`` (beside the recovery store) receives the stubs of final items once per
+    close instead of in every snapshot (:mod:`dataflows.snapshots`)."""
     decoders: dict[str, ChangeDecoder] = {}
 
     def decode(
@@ -109,7 +114,9 @@ def build_flow(
     dead = op.filter_map("dead_letters", decoded, lambda x: x if isinstance(x, dict) else None)
     changes = op.filter_map("changes", decoded, lambda x: x if isinstance(x, Change) else None)
     keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
-    billed = op.key_rm("unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r)))
+    billed = op.key_rm(
+        "unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r, segment_dir))
+    )
     out: Stream[SinkItem] = op.merge("to_erp", billed, dead)
     to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", out, lambda _x: PARTITION)
     op.output("erp_out", to_erp, erp_sink)

@@ -8,9 +8,9 @@ once), so a finance edit takes effect at the next start even with no new source 
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bytewax.operators import StatefulLogic
 
@@ -18,6 +18,7 @@ from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
 from dataflows.cdc.change import Change
+from dataflows.snapshots import SegmentStore, dumps, loads
 from sinks.erp.writer import Emission
 
 REEVALUATION = "mappings-changed"
@@ -32,12 +33,16 @@ def emissions(delta: Delta, position: str | None, source_ts: datetime | None) ->
 class BillingLogic(StatefulLogic[Change, Emission, bytes]):
     """One engine for the key it runs under (see ARCHITECTURE.md: state and partitioning)."""
 
-    def __init__(self, mappings: Mappings, resume: bytes | None) -> None:
+    def __init__(
+        self, mappings: Mappings, resume: bytes | None, segment_dir: Path | None = None
+    ) -> None:
         self._pending: list[Emission] = []
+        # final items' stubs are written once to files here, not into every snapshot
+        self._segments = SegmentStore(segment_dir) if segment_dir is not None else None
         if resume is None:
             self._engine = BillingEngine(mappings)
             return
-        state: EngineState = pickle.loads(resume)  # noqa: S301  # our own snapshot, written by snapshot() below
+        state: EngineState = loads(resume, self._segments)
         self._engine = BillingEngine.restore(state)
         if self._engine.fingerprint != mappings.fingerprint:
             self._pending = emissions(self._engine.with_mappings(mappings), REEVALUATION, None)
@@ -63,4 +68,4 @@ class BillingLogic(StatefulLogic[Change, Emission, bytes]):
         return datetime.now(UTC) if self._pending else None
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self._engine.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps(self._engine.snapshot(), self._segments)

@@ -130,6 +130,7 @@ def production_flow(settings: Settings) -> Dataflow:
             recon_every_s=settings.recon_interval_s,
             idle_flush=True,
         ),
+        segment_dir=recovery_dir(settings) / "finals",
     )
 
 

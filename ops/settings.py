@@ -91,6 +91,7 @@ class Settings(BaseSettings):
         "crm.crm.contracts",
         "crm.crm.contract_rates",
         "crm.crm.contract_amendments",
+        "erp.public.accounting_periods",  # closes and reopens (SPEC 2b), the `erp` connector
     )
     reference_dir: Path | None = None  # default: dataflows/reference (the versioned CSVs)
 
