@@ -157,6 +157,7 @@ def production_flow(settings: Settings) -> Dataflow:
             relay_factory=lambda engine: OutboxRelay(engine, CheckedProducer(bootstrap, registry)),
             recon_every_s=settings.recon_interval_s,
             idle_flush=True,
+            retry_for_seconds=settings.erp_retry_s,
         ),
     )
 
