@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from connectors.compaction import creation_problems
 from dataflows.model import ROW_TYPES
 
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
@@ -199,6 +200,11 @@ def check_tombstones_and_snapshot(config: Mapping[str, str]) -> list[Violation]:
     return out
 
 
+def check_topic_creation(config: Mapping[str, str]) -> list[Violation]:
+    """Table topics are created compacted, the heartbeat topic is not (see compaction.py)."""
+    return [Violation(field, problem, fix) for field, problem, fix in creation_problems(config)]
+
+
 def check_secrets(config: Mapping[str, str]) -> list[Violation]:
     """Every *password* / *secret* key must be a ``${provider:...}`` reference, never a literal."""
     return [
@@ -294,6 +300,7 @@ def check(
         *check_time_precision(config),
         *check_heartbeat(config),
         *check_tombstones_and_snapshot(config),
+        *check_topic_creation(config),
         *check_secrets(config),
         *check_tables(config),
         *check_unique(name, config, others or {}),

@@ -12,30 +12,31 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # NewTopic is re-exported at runtime, not in the stubs
-    AdminClient,
-    NewTopic,
-)
-from sqlalchemy import Engine, create_engine
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, create_engine, inspect, literal, select
 
 from dataflows.billing.mappings import load_mappings
 from dataflows.capture import CaptureSource, read_capture
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
-from dataflows.errors import StackError
+from dataflows.errors import ConfigError
 from dataflows.flow import build_flow
 from dataflows.progress import PROGRESS
+from ops import topic_admin
 from ops.settings import Settings, get_settings
 from schemas.registry import TOPICS
 from sinks.erp.sink import ErpSink
+from sinks.erp.tables import erp_billing_transactions
 from sinks.kafka.outbox import OutboxRelay
 from sinks.kafka.producer import CheckedProducer
+
+log = structlog.get_logger(__name__)
 
 
 class _WatchedPartition(StatefulSourcePartition[Any, Any]):
@@ -70,10 +71,48 @@ def recovery_dir(settings: Settings) -> Path:
     return settings.recovery_dir or settings.stack_dir / "recovery"
 
 
-def prepare_recovery(settings: Settings) -> RecoveryConfig:
-    """Create the recovery store once (its partition count is fixed forever)."""
+def recovery_store_exists(path: Path) -> bool:
+    return any(path.glob("part-*.sqlite3"))
+
+
+def erp_holds_postings(engine: Engine) -> bool:
+    """The ERP ledger has at least one entry (a missing table is an empty ERP)."""
+    if not inspect(engine).has_table(erp_billing_transactions.name):
+        return False
+    with engine.connect() as conn:
+        query = select(literal(1)).select_from(erp_billing_transactions).limit(1)
+        return conn.execute(query).first() is not None
+
+
+def recovery_missing(path: Path) -> ConfigError:
+    return ConfigError(
+        f"the recovery store {path} is missing while the ERP already holds postings: the "
+        "flow would start with no state, from the beginning of the CDC topics, into an ERP "
+        "that billed from that state",
+        field="BILLSYNC_RECOVERY_DIR",
+        fix="point BILLSYNC_RECOVERY_DIR at the store (or restore it from its backup); or "
+        "rebuild on purpose: `billsync run --rebuild` replays the compacted CDC topics from "
+        "their beginning into this ERP (the writer posts only differences), then "
+        "`billsync recon audit` must be clean — see ops/README.md, 'Losing the recovery store'",
+    )
+
+
+def prepare_recovery(settings: Settings, *, rebuild: bool = False) -> RecoveryConfig:
+    """The recovery store, created once (its partition count is fixed forever).
+
+    A missing store is created only when the ERP holds no postings (a first start) or the
+    operator asked for a rebuild: otherwise :func:`recovery_missing` is raised, before
+    anything is read or written.
+    """
     path = recovery_dir(settings)
-    if not any(path.glob("part-*.sqlite3")):
+    if not recovery_store_exists(path):
+        if not rebuild:
+            engine = erp_engine(settings.require("erp_db_url"))
+            try:
+                if erp_holds_postings(engine):
+                    raise recovery_missing(path)
+            finally:
+                engine.dispose()
         path.mkdir(parents=True, exist_ok=True)
         init_db_dir(path, settings.recovery_partitions)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     backup = settings.recovery_backup_interval_s
@@ -81,27 +120,16 @@ def prepare_recovery(settings: Settings) -> RecoveryConfig:
 
 
 def ensure_topics(settings: Settings, topics: Sequence[str]) -> None:
-    """Create missing topics: the source topics (so the flow can start before a table has
-    rows) and billsync's outputs (``recon.snapshots`` compacted)."""
+    """Create missing topics and keep the source topics compacted (:mod:`ops.topic_admin`):
+    the source topics (so the flow can start before a table has rows) and billsync's
+    outputs."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    try:
-        existing = set(admin.list_topics(timeout=15).topics)
-    except KafkaException as exc:
-        raise StackError("kafka", f"not reachable at {settings.kafka_bootstrap}: {exc}") from None
-    new = []
-    for name in topics:
-        if name in existing:
-            continue
-        config = {"cleanup.policy": "compact"} if name == "recon.snapshots" else {}
-        new.append(NewTopic(name, num_partitions=1, replication_factor=1, config=config))
-    if not new:
-        return
-    for name, future in admin.create_topics(new).items():
-        try:
-            future.result(30)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise StackError("kafka", f"cannot create topic {name}: {exc}") from None
+    sources = [t for t in topics if t in settings.source_topics]
+    outputs = [t for t in topics if t not in settings.source_topics]
+    for change in topic_admin.ensure_topics(admin, settings.kafka_bootstrap, sources, outputs):
+        log.info(
+            "topic_configured", topic=change.topic, action=change.action, config=dict(change.config)
+        )
 
 
 def erp_engine(url: str) -> Engine:
@@ -129,6 +157,7 @@ def production_flow(settings: Settings) -> Dataflow:
             relay_factory=lambda engine: OutboxRelay(engine, CheckedProducer(bootstrap, registry)),
             recon_every_s=settings.recon_interval_s,
             idle_flush=True,
+            retry_for_seconds=settings.erp_retry_s,
         ),
         segment_dir=recovery_dir(settings) / "finals",
     )

@@ -17,7 +17,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "BILLSYNC_"
@@ -80,8 +80,14 @@ class Settings(BaseSettings):
     recovery_backup_interval_s: int = 0  # keep older snapshots this long (off-box backups)
     recon_interval_s: float = 3.0  # recon.snapshots at most this often per changed key
     metrics_port: int = 9464  # Prometheus /metrics and /health on 127.0.0.1; 0 disables
-    # exit 75 when records wait and none was decoded this long (ops/watchdog.py); 0: off
-    stall_exit_s: float = 120.0
+    # One policy for "the flow is not moving" (ops/README.md, "Stalls and ERP outages"):
+    # an unreachable ERP is retried this long per batch (the ERP writer), then the flow stops
+    # with the database error; the stall watchdog (ops/watchdog.py) exits 75 when no epoch
+    # closed, or records waited and none was decoded, for stall_exit_s; 0: off. A batch
+    # waiting out the ERP holds every epoch, so the watchdog must wait longer than the retry:
+    # stall_exit_s > erp_retry_s is enforced (the default leaves 60 s for the last attempt).
+    erp_retry_s: float = Field(default=300.0, gt=0)
+    stall_exit_s: float = Field(default=360.0, ge=0)
     source_topics: tuple[str, ...] = (
         "psa.public.employees",
         "psa.public.projects",
@@ -101,6 +107,22 @@ class Settings(BaseSettings):
     # PSA_DB_URL / CRM_DB_URL). JSON, e.g.
     # BILLSYNC_SOURCE_DB_URLS='{"psa_eu": "postgresql://h:5432/psa"}'.
     source_db_urls: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _stall_outlasts_erp_retry(self) -> Settings:
+        """Refuse a watchdog that would kill a flow waiting out an ERP outage."""
+        from dataflows.errors import ConfigError
+
+        if self.stall_exit_s and self.stall_exit_s <= self.erp_retry_s:
+            raise ConfigError(
+                f"BILLSYNC_STALL_EXIT_S={self.stall_exit_s:g} is not longer than "
+                f"BILLSYNC_ERP_RETRY_S={self.erp_retry_s:g}: the stall watchdog would stop a "
+                "flow that is waiting out an ERP outage",
+                field="BILLSYNC_STALL_EXIT_S",
+                fix="set BILLSYNC_STALL_EXIT_S above BILLSYNC_ERP_RETRY_S (e.g. 60 s more), "
+                "lower BILLSYNC_ERP_RETRY_S, or 0 to turn the watchdog off",
+            )
+        return self
 
     def require(self, name: str) -> str:
         """The secret value of a connection setting, or a clear error if it is not set."""

@@ -9,6 +9,15 @@ partition the flow has read and nothing was decoded for ``stall_s``. It logs
 :data:`STALL_EXIT`, so the supervisor (systemd, compose ``restart:``) restarts it — a restart
 is exact (Bytewax recovery + the ERP writer's diff). Partitions not read yet by this process
 are not judged: their position is unknown here.
+
+One policy with the ERP writer: while the ERP is unreachable the writer retries a batch for
+``BILLSYNC_ERP_RETRY_S`` (300 s) and then stops the flow with the database error. That batch
+holds the worker, so no epoch closes and nothing is decoded meanwhile — to the watchdog it
+looks like a stall. Settings refuse ``BILLSYNC_STALL_EXIT_S`` not longer than the retry
+(default 360 s), so an ERP outage ends in the writer's own, clearer failure (or in recovery
+when the ERP comes back), never in a watchdog exit in the middle of the wait. The same holds
+for every process of a ``--processes`` cluster: the rule is on the settings, not on a
+signal one process would have to share.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from ops.runner import (
     prepare_recovery,
     production_flow,
     recovery_dir,
+    recovery_store_exists,
     replay_file,
 )
 from ops.settings import get_settings
@@ -44,8 +45,20 @@ def run(
     erp_url: Annotated[
         str | None, typer.Option(help="with --from-file: the ERP database (default: SQLite)")
     ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="the recovery store is gone and the ERP holds postings: rebuild the state "
+            "from the beginning of the compacted CDC topics (then check `recon audit`)",
+        ),
+    ] = False,
 ) -> None:
-    """Start the flow. Ctrl-C (or SIGTERM) stops it; a restart resumes from the last snapshot."""
+    """Start the flow. Ctrl-C (or SIGTERM) stops it; a restart resumes from the last snapshot.
+
+    Without its recovery store the flow refuses to start into an ERP that holds postings,
+    unless ``--rebuild`` says that replaying the topics from their beginning is meant.
+    """
     settings = get_settings()
     configure_logs()
     if from_file is not None:
@@ -53,10 +66,16 @@ def run(
         n = replay_file(from_file, url, workers=workers)
         console.print(f"replayed {n} records from {from_file} into {url}")
         return
+    if rebuild and recovery_store_exists(recovery_dir(settings)):
+        console.print(
+            f"[yellow]--rebuild ignored:[/] the recovery store {recovery_dir(settings)} exists; "
+            "the flow resumes from it (remove it first to rebuild)"
+        )
     if processes > 1 and process_id is None:
+        prepare_recovery(settings, rebuild=rebuild)  # once, before the processes share it
         _spawn(processes, workers, base_port)
         return
-    rc = prepare_recovery(settings)
+    rc = prepare_recovery(settings, rebuild=rebuild)
     flow = production_flow(settings)
     health: Health | None = None
     if settings.metrics_port:

@@ -54,6 +54,9 @@ RELAY_FAILURES = Counter(
 # After a failed relay (broker or registry down), ERP writes go on and the relay is retried
 # this many seconds later: the outbox keeps the rows, so nothing is lost meanwhile.
 RELAY_RETRY_S = 5.0
+# How long a batch is retried while the ERP is unreachable before the flow stops
+# (ErpWriter's ``retry_for_seconds``); ``billsync run`` passes BILLSYNC_ERP_RETRY_S.
+ERP_RETRY_S = 300.0
 
 
 SinkItem = Emission | dict[str, Any]
@@ -67,10 +70,11 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         recon_every_s: float,
         clock: Callable[[], datetime],
         idle_flush: bool = False,
+        retry_for_seconds: float = ERP_RETRY_S,
     ) -> None:
         self._lock = threading.Lock()  # write_batch, close and the idle timer take turns
         self._engine = engine
-        self._writer = ErpWriter(engine, clock=clock)
+        self._writer = ErpWriter(engine, retry_for_seconds=retry_for_seconds, clock=clock)
         self._writer.ensure_schema()
         self._relay = relay
         self._recon_every = recon_every_s
@@ -188,7 +192,9 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
     reconciliation and retries the relay while no batch arrives. (An earlier design fed a
     timer *input* into the flow; a second input stalled the dataflow intermittently under
     Bytewax 0.21 — the inputs spun waiting for an epoch that never completed — so timing
-    lives in the sink instead.)"""
+    lives in the sink instead.) ``retry_for_seconds`` is how long a batch waits out an
+    unreachable ERP before it raises; ``billsync run``'s stall watchdog waits longer
+    (``ops/settings.py`` refuses ``BILLSYNC_STALL_EXIT_S`` <= ``BILLSYNC_ERP_RETRY_S``)."""
 
     def __init__(
         self,
@@ -197,9 +203,11 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
         relay_factory: Callable[[Engine], OutboxRelay] | None = None,
         recon_every_s: float = 3.0,
         idle_flush: bool = False,
+        retry_for_seconds: float = ERP_RETRY_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine_factory = engine_factory
+        self._retry_for = retry_for_seconds
         self._relay_factory = relay_factory
         self._recon_every = recon_every_s
         self._idle_flush = idle_flush
@@ -214,4 +222,6 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ErpPartition:
         engine = self._engine_factory()
         relay = self._relay_factory(engine) if self._relay_factory else None
-        return _ErpPartition(engine, relay, self._recon_every, self._clock, self._idle_flush)
+        return _ErpPartition(
+            engine, relay, self._recon_every, self._clock, self._idle_flush, self._retry_for
+        )

@@ -34,3 +34,40 @@ def test_missing_connection_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("ERP_DB_URL", raising=False)
     with pytest.raises(ConfigError, match=r"ERP_DB_URL.*billsync stack"):
         Settings().require("erp_db_url")
+
+
+@pytest.mark.parametrize(
+    ("stall_exit_s", "erp_retry_s", "accepted"),
+    [
+        (None, None, True),  # the defaults: 360 s watchdog, 300 s ERP retry
+        (120, None, False),  # the old watchdog would kill a flow waiting out the ERP
+        (300, 300, False),  # equal: the watchdog wins the race
+        (301, 300, True),
+        (30, 20, True),  # a short ERP retry allows a quick watchdog (the e2e harness)
+        (0, None, True),  # watchdog off
+    ],
+)
+def test_the_watchdog_outlasts_the_erp_retry(
+    stall_exit_s: float | None, erp_retry_s: float | None, accepted: bool
+) -> None:
+    given = {
+        k: v
+        for k, v in (("stall_exit_s", stall_exit_s), ("erp_retry_s", erp_retry_s))
+        if v is not None
+    }
+    if accepted:
+        s = Settings(**given)  # type: ignore[arg-type]  # test-only passthrough of two floats
+        assert not s.stall_exit_s or s.stall_exit_s > s.erp_retry_s
+    else:
+        with pytest.raises(ConfigError) as refused:
+            Settings(**given)  # type: ignore[arg-type]  # test-only passthrough of two floats
+        assert "BILLSYNC_STALL_EXIT_S" in str(refused.value)
+        assert "BILLSYNC_ERP_RETRY_S" in str(refused.value)
+
+
+def test_the_environment_is_checked_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLSYNC_STALL_EXIT_S", "120")
+    with pytest.raises(ConfigError, match="ERP outage"):
+        Settings()
+    monkeypatch.setenv("BILLSYNC_ERP_RETRY_S", "60")
+    assert Settings().erp_retry_s == 60
