@@ -29,6 +29,7 @@ GROUPS: list[tuple[str, str]] = [
     ("recon", "ops.commands.recon"),
     ("exceptions", "ops.commands.exceptions"),
     ("dlq", "ops.commands.dlq"),
+    ("outbox", "ops.commands.outbox"),
     ("dashboard", "ops.commands.dashboard"),
     ("demo", "ops.commands.demo"),
     ("capture", "ops.commands.capture"),

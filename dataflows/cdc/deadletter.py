@@ -6,9 +6,13 @@ The dict matches the fields of ``schemas/billing.dlq.avsc``:
 | --- | --- | --- |
 | error | string | the message, with where the record came from |
 | error_type | string | a stable kind (below), or the error's class name |
-| topic, partition, offset | string, int, long | where the record is in Kafka |
+| topic, partition | string, int | where the record is in Kafka |
+| offset | long or null | its offset; null for a consumer error that names none |
 | key, value | bytes or null | the original bytes, untouched (replay reads them again) |
-| timestamp | long (ms since epoch, UTC) | when the record was dead-lettered |
+| timestamp | long (ms since epoch, UTC) | when it was dead-lettered (this worker's clock) |
+
+``timestamp`` is not the original record's Kafka timestamp. The ERP sink adds
+``received_at`` (its own clock) when it writes the letter to the outbox.
 
 Kinds raised by the edge: BadFraming, UnknownSchemaId, SchemaMismatch, UndecodableRecord,
 MissingPrimaryKey, MissingAfter, UnknownOperation, UnknownTable, UnknownTopic.

@@ -8,6 +8,8 @@ SPEC tables: ``erp_billing_transactions`` (append-only ledger), ``billing_line_s
 - ``billing_outbox``: records to publish to Kafka, written in the same transaction as the
   ledger (transactional outbox): a crash between the database commit and the Kafka delivery
   loses nothing, the relay publishes them at the next start.
+- ``outbox_quarantine``: outbox records that cannot be encoded for their topic, set aside so
+  they hold back nothing (:mod:`sinks.kafka.quarantine`; ``billsync outbox quarantine``).
 - ``recon_dirty``: (project_id, period) keys whose figures changed since the last snapshot.
 """
 
@@ -124,6 +126,24 @@ billing_outbox = Table(
     Column("key", LargeBinary),
     Column("payload", Text, nullable=False, comment="the record as JSON; Avro-encoded on publish"),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+outbox_quarantine = Table(
+    "outbox_quarantine",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column(
+        "outbox_id",
+        BigInteger,
+        comment="billing_outbox id it had (relay stage); null: refused before the outbox",
+    ),
+    Column("stage", String(16), nullable=False, comment="enqueue or relay: where it was refused"),
+    Column("topic", String(128), nullable=False),
+    Column("key", LargeBinary),
+    Column("payload", Text, nullable=False, comment="the record as JSON, as it was written"),
+    Column("error", Text, nullable=False, comment="why it cannot be encoded for its topic"),
+    Column("created_at", UtcDateTime(), nullable=False, comment="when the record was written"),
+    Column("quarantined_at", UtcDateTime(), nullable=False),
 )
 
 recon_dirty = Table(
