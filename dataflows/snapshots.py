@@ -61,12 +61,13 @@ class SegmentStore:
             blob = path.read_bytes()
         except FileNotFoundError:
             raise StackError(
+                "recovery",
                 f"final segment {path} named by the recovery snapshot is missing: restore it "
-                "from the backup of the recovery store (it is part of that store)"
+                "from the backup of the recovery store (it is part of that store)",
             ) from None
         segment = pickle.loads(blob)  # noqa: S301  # our own file, written by name_of() above
         if not isinstance(segment, FinalSegment):
-            raise StackError(f"{path} does not hold a final segment")
+            raise StackError("recovery", f"{path} does not hold a final segment")
         self._names[id(segment)] = (segment, name)
         return segment
 
@@ -91,7 +92,7 @@ class _Unpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _TAG):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         if self._store is None:
-            raise StackError("the snapshot refers to final segment files: give a segment_dir")
+            raise StackError("recovery", "the snapshot names final segment files: no segment_dir")
         return self._store.load(pid[1])
 
 

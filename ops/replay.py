@@ -32,8 +32,8 @@ REPLAY_HEADER = "billsync-replay-of"
 class Outcome:
     dlq_offset: int
     topic: str
-    partition: int
-    offset: int
+    partition: int | None  # None: a consumer error without a source position
+    offset: int | None
     outcome: str  # replayed | would_replay | refused | already_replayed
     error: str | None = None
 
@@ -75,6 +75,11 @@ class Replayer:
 
     def _one(self, rec: TopicRecord, done: set[tuple[int, int]], dry_run: bool) -> Outcome:
         v: dict[str, Any] = rec.value
+        if v.get("offset") is None or v.get("partition") is None:  # a consumer error
+            return Outcome(
+                rec.offset, str(v.get("topic")), None, None, "refused",
+                "no source position (a Kafka consumer error): nothing to replay",
+            )  # fmt: skip
         where = (str(v["topic"]), int(v["partition"]), int(v["offset"]))
         if (rec.partition, rec.offset) in done:
             return Outcome(rec.offset, *where, "already_replayed")

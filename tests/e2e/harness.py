@@ -165,6 +165,7 @@ class Flow:
                 "BILLSYNC_SNAPSHOT_INTERVAL_S": "1",
                 "BILLSYNC_RECON_INTERVAL_S": "1",
                 "BILLSYNC_STALL_EXIT_S": "30",
+                "BILLSYNC_ERP_RETRY_S": "20",  # the watchdog must wait longer than the ERP retry
                 "NO_COLOR": "1",
                 "COLUMNS": "200",
             }
