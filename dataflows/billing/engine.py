@@ -58,6 +58,7 @@ from dataflows.billing.rules import (
     Outcome,
     classify_milestone,
     classify_timesheet,
+    contract_unexpected,
     schedule_line,
 )
 from dataflows.billing.target import (
@@ -149,6 +150,17 @@ _READ: dict[str, tuple[str, ...]] = {
 }
 
 
+# amendment statuses that decide nothing (rule 8 reads pending and unlisted statuses only)
+_QUIET_AMENDMENT = frozenset({"approved", "rejected"})
+
+
+def _unexpected_moved(old: Row | None, new: Row | None) -> bool:
+    """A contract's allocation parameters became, or stopped being, unexpected values."""
+    if not isinstance(old, Contract) or not isinstance(new, Contract):
+        return False  # a contract appearing or going away re-classifies anyway (_same)
+    return contract_unexpected(old) != contract_unexpected(new)
+
+
 def _milestone_id(update: ScheduleUpdate) -> str:
     return update.milestone_id
 
@@ -238,6 +250,11 @@ class BillingEngine:
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self.state.pending_by_contract
 
+    def amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+        table = self.state.rows["contract_amendments"]
+        ids = self.state.amendments_by_contract.get(contract_id, ())
+        return [table[i] for i in ids]  # type: ignore[misc]  # the amendments table holds ContractAmendment rows only
+
     def rates(self, contract_id: str) -> Iterable[ContractRate]:
         table = self.state.rows["contract_rates"]
         ids = self.state.rates_by_contract.get(contract_id, ())
@@ -325,7 +342,9 @@ class BillingEngine:
         A change of a referenced row that touches none of the columns the rules read (see
         :data:`_READ`) re-classifies nothing; a rate change re-classifies only the
         timesheets whose employee has the rate's (old or new) labor category; an amendment
-        change only matters when it is or was pending.
+        change only matters when it is or was pending (or of a status the SPEC does not list:
+        rule 8's unexpected value); a contract change that touches only allocation columns
+        re-classifies when it changes :func:`~dataflows.billing.rules.contract_unexpected`.
         """
         items: set[LineKey] = set()
         contracts: set[str] = set()
@@ -335,7 +354,7 @@ class BillingEngine:
             items.add((MS, key))
         elif table == "contracts":
             contracts.add(key)  # cap, cap period or retainer may have changed
-            if not _same(old, new, _READ[table]):
+            if not _same(old, new, _READ[table]) or _unexpected_moved(old, new):
                 self._items_of_contract(key, items)
         elif not _same(old, new, _READ.get(table, ())):
             if table == "employees":
@@ -348,7 +367,7 @@ class BillingEngine:
             elif table == "contract_amendments":
                 for row in (old, new):
                     assert row is None or isinstance(row, ContractAmendment)
-                    if row is not None and row.status == "pending":
+                    if row is not None and row.status not in _QUIET_AMENDMENT:
                         self._items_of_contract(row.contract_id, items)
             elif table == "contract_rates":
                 self._items_of_rate(old, new, items)

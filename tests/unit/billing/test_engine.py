@@ -66,7 +66,7 @@ def test_any_load_order_converges() -> None:
 
 def test_late_line_reallocates_cap_and_emits_only_changed_lines() -> None:
     rows = base_rows()
-    rows["C1"] = replace(rows["C1"], cap_amount=D("2000"))
+    rows["C1"] = replace(rows["C1"], cap_amount=D("2000"), cap_period="contract")
     rows["T2"] = ts(2, "5", 17)
     rows["T3"] = ts(3, "1", 18, project="P1")
     engine = loaded(rows)
@@ -111,7 +111,7 @@ def test_duplicate_and_noop_changes_emit_nothing() -> None:
 
 def test_timesheet_changes_project_and_employee() -> None:
     rows = base_rows()
-    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"))
+    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"), cap_period="contract")
     rows["T2"] = ts(2, "7.5", 17)
     engine = loaded(rows)
     assert engine.lines[("timesheet", "2")].state is State.PARTIALLY_HELD
@@ -125,7 +125,7 @@ def test_timesheet_changes_project_and_employee() -> None:
 
 def test_contract_change_regroups_caps() -> None:
     rows = base_rows()
-    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"))
+    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"), cap_period="contract")
     rows["T2"] = replace(ts(2, "7.5", 17), work_date=date(2024, 4, 2))
     engine = loaded(rows)
     assert engine.lines[("timesheet", "2")].state is State.PARTIALLY_HELD
@@ -171,3 +171,34 @@ def test_unknown_table_is_ignored() -> None:
     engine = BillingEngine(MAPPINGS)
     change = upsert(base_rows()["T1"])
     assert not engine.apply(replace(change, table="invoices")).lines
+
+
+def test_unexpected_values_of_referenced_rows_reclassify() -> None:
+    """Allocation-only columns and quiet amendment statuses re-classify when a value the SPEC
+    does not list appears or goes: each step equals batch, with the state expected."""
+    rows = base_rows()
+    engine = loaded(rows)
+    contract = rows["C1"]
+    assert isinstance(contract, Contract)
+    capped = replace(contract, cap_amount=D("100000.00"))  # cap_period NULL
+    retainer = replace(contract, contract_type="retainer")
+    am = ContractAmendment("AM1", "C1", "approved", date(2024, 4, 1))
+    steps: list[tuple[Row, str]] = [
+        (capped, "exception"),  # a cap with no cap_period
+        (replace(capped, cap_period="month"), "billed"),
+        (replace(capped, cap_period="week"), "exception"),
+        (replace(capped, cap_period="week", cap_amount=D("200000.00")), "exception"),
+        (replace(capped, cap_period="week", cap_amount=None), "billed"),  # no cap: unread
+        (replace(retainer, retainer_hours_monthly=D("-8")), "exception"),
+        (replace(retainer, retainer_hours_monthly=D("2")), "billed"),
+        (contract, "billed"),
+        (am, "billed"),
+        (replace(am, status="withdrawn"), "exception"),
+        (replace(am, status="rejected"), "billed"),
+        (replace(am, status=None), "exception"),
+        (replace(am, contract_id="C9"), "billed"),  # moved to another contract
+    ]
+    for row, state in steps:
+        engine.apply(upsert(row))
+        check(engine)
+        assert engine.lines[T1].state.value == state, row
