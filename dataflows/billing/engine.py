@@ -54,6 +54,7 @@ from dataflows.billing.allocation import (
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.money import ZERO
 from dataflows.billing.rules import (
+    RULES_VERSION,
     Candidate,
     Outcome,
     classify_milestone,
@@ -113,6 +114,8 @@ class EngineState:
     schedule: dict[str, ScheduleLine] = field(default_factory=dict)
     # incremental allocation per contract with candidates (see allocation.Book)
     books: dict[str, Book] = field(default_factory=dict)
+    # the rules.RULES_VERSION the targets were computed with (absent in older snapshots)
+    rules_version: int = RULES_VERSION
 
 
 # table -> (index attribute, foreign-key attribute of the row) for each reverse index
@@ -217,6 +220,12 @@ class BillingEngine:
 
     @property
     def fingerprint(self) -> str:
+        """The mappings' fingerprint, or a stale marker when the targets were computed by
+        other rules (a snapshot of an older version): the start-up check of the flow
+        (``dataflows/logic.py``) then calls :meth:`with_mappings`, which re-evaluates every
+        item and emits the differences."""
+        if vars(self.state).get("rules_version") != RULES_VERSION:
+            return f"stale: rules version {vars(self.state).get('rules_version')}"
         return self.state.mappings.fingerprint
 
     @property
@@ -295,8 +304,10 @@ class BillingEngine:
         return merged.delta()
 
     def with_mappings(self, mappings: Mappings) -> Delta:
-        """Adopt new reference mappings (changed at start) and re-evaluate every item."""
+        """Adopt new reference mappings (changed at start), or the current rules, and
+        re-evaluate every item."""
         self.state.mappings = mappings
+        self.state.rules_version = RULES_VERSION
         return self.reevaluate_all()
 
     def reevaluate_all(self) -> Delta:

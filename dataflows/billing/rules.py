@@ -95,6 +95,11 @@ class Reason:
     UNEXPECTED_SOURCE_VALUE = "UNEXPECTED_SOURCE_VALUE"
 
 
+# Bump when a change of these rules changes the target of rows that already exist: an engine
+# restored from a snapshot of other rules then re-evaluates everything at start and emits the
+# differences (BillingEngine.fingerprint). 2: UNEXPECTED_SOURCE_VALUE.
+RULES_VERSION = 2
+
 # the values SPEC section 1 lists for the columns the rules compare
 PROJECT_STATUSES = frozenset({"active", "on_hold", "closed"})
 CONTRACT_STATUSES = frozenset({"draft", "active", "suspended", "terminated"})

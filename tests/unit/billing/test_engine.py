@@ -14,7 +14,7 @@ from dataflows.cdc.change import Op
 from dataflows.model import Contract, ContractAmendment, Row, Timesheet
 
 from .changes import delete, upsert
-from .worlds import MAPPINGS, D, at, base_rows, milestone_rows
+from .worlds import MAPPINGS, D, at, base_rows, edit, milestone_rows
 
 T1 = ("timesheet", "1")
 
@@ -202,3 +202,21 @@ def test_unexpected_values_of_referenced_rows_reclassify() -> None:
         engine.apply(upsert(row))
         check(engine)
         assert engine.lines[T1].state.value == state, row
+
+
+def test_snapshot_of_older_rules_is_reevaluated_at_start() -> None:
+    """A snapshot without rules_version (targets of the rules before UNEXPECTED_SOURCE_VALUE):
+    the fingerprint check of the flow's start sees it stale, with_mappings emits the change."""
+    rows = edit(base_rows(), "C1", status="expired")
+    engine = loaded(rows)
+    assert engine.lines[T1].reason == "UNEXPECTED_SOURCE_VALUE"
+    old = loaded(base_rows()).lines[T1]  # what the older rules computed: billed
+    state = engine.snapshot()
+    state.lines[T1] = old
+    del vars(state)["rules_version"]  # as pickled by the older engine
+    restored = BillingEngine.restore(pickle.loads(pickle.dumps(state)))  # noqa: S301  # our own bytes
+    assert restored.fingerprint != MAPPINGS.fingerprint
+    delta = restored.with_mappings(MAPPINGS)
+    assert states(delta) == {"1": ("billed", "exception")}
+    assert restored.fingerprint == MAPPINGS.fingerprint
+    check(restored)
