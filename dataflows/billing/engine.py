@@ -30,7 +30,8 @@ contract's book. Only lines whose final target differs from before are emitted.
 
 The state is plain data (dicts and sets of frozen rows and targets) so Bytewax recovery can
 pickle it; it remembers the mappings and their fingerprint, and :meth:`with_mappings`
-re-evaluates everything when finance changed a file. Applying a change twice, or a stale
+re-evaluates everything when finance changed a file, or when the snapshot's targets were
+computed by other rules (:data:`~dataflows.billing.rules.RULES_VERSION`). Applying a change twice, or a stale
 suffix of changes again, converges: the state is a function of the latest row per key.
 """
 
