@@ -15,7 +15,13 @@ from decimal import Decimal
 from dataflows.billing.allocation import allocate
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.money import ZERO
-from dataflows.billing.rules import Candidate, classify_milestone, classify_timesheet, schedule_line
+from dataflows.billing.rules import (
+    Candidate,
+    Context,
+    classify_milestone,
+    classify_timesheet,
+    schedule_line,
+)
 from dataflows.billing.target import LineKey, LineTarget, ScheduleLine, SourceType
 from dataflows.model import (
     ROW_TYPES,
@@ -61,11 +67,14 @@ class _Lookup:
     def __init__(self, world: World) -> None:
         self._w = world
         self._pending: set[str] = set()
+        self._amendments: dict[str, list[ContractAmendment]] = defaultdict(list)
         self._rates: dict[str, list[ContractRate]] = defaultdict(list)
         for row in world.table("contract_amendments").values():
             assert isinstance(row, ContractAmendment)
-            if row.status == "pending" and row.contract_id is not None:
-                self._pending.add(row.contract_id)
+            if row.contract_id is not None:
+                self._amendments[row.contract_id].append(row)
+                if row.status == "pending":
+                    self._pending.add(row.contract_id)
         for row in world.table("contract_rates").values():
             assert isinstance(row, ContractRate)
             if row.contract_id is not None:
@@ -90,6 +99,9 @@ class _Lookup:
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self._pending
 
+    def amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+        return self._amendments.get(contract_id, ())
+
     def rates(self, contract_id: str) -> Iterable[ContractRate]:
         return self._rates.get(contract_id, ())
 
@@ -108,6 +120,11 @@ def final_use(
         hours, billed = months.get(target.period, (ZERO, ZERO))
         months[target.period] = (hours + target.covered_hours, billed + target.billed_amount)
     return use
+
+
+def context(world: World) -> Context:
+    """The rules' context over ``world`` (e.g. for :func:`~dataflows.billing.rules.unexpected`)."""
+    return _Lookup(world)
 
 
 def compute_targets(

@@ -30,8 +30,10 @@ contract's book. Only lines whose final target differs from before are emitted.
 
 The state is plain data (dicts and sets of frozen rows and targets) so Bytewax recovery can
 pickle it; it remembers the mappings and their fingerprint, and :meth:`with_mappings`
-re-evaluates everything when finance changed a file. Applying a change twice, or a stale
-suffix of changes again, converges: the state is a function of the latest row per key.
+re-evaluates everything when finance changed a file, or when the snapshot's targets were
+computed by other rules (:data:`~dataflows.billing.rules.RULES_VERSION`). Applying a change
+twice, or a stale suffix of changes again, converges: the state is a function of the latest
+row per key.
 """
 
 from __future__ import annotations
@@ -57,10 +59,12 @@ from dataflows.billing.mappings import Mappings
 from dataflows.billing.money import ZERO
 from dataflows.billing.periods import CLOSE, REOPEN, becomes_final, is_closed, own_digest
 from dataflows.billing.rules import (
+    RULES_VERSION,
     Candidate,
     Outcome,
     classify_milestone,
     classify_timesheet,
+    contract_unexpected,
     schedule_line,
 )
 from dataflows.billing.target import (
@@ -119,6 +123,8 @@ class EngineState:
     # closed periods (SPEC 2b) and what is kept of final items (dataflows/billing/finals.py)
     closed: set[str] = field(default_factory=set)
     finals: Finals = field(default_factory=Finals)
+    # the rules.RULES_VERSION the targets were computed with (absent in older snapshots)
+    rules_version: int = RULES_VERSION
 
 
 # table -> (index attribute, foreign-key attribute of the row) for each reverse index
@@ -154,6 +160,17 @@ _READ: dict[str, tuple[str, ...]] = {
         "effective_to",
     ),
 }
+
+
+# amendment statuses that decide nothing (rule 8 reads pending and unlisted statuses only)
+_QUIET_AMENDMENT = frozenset({"approved", "rejected"})
+
+
+def _unexpected_moved(old: Row | None, new: Row | None) -> bool:
+    """A contract's allocation parameters became, or stopped being, unexpected values."""
+    if not isinstance(old, Contract) or not isinstance(new, Contract):
+        return False  # a contract appearing or going away re-classifies anyway (_same)
+    return contract_unexpected(old) != contract_unexpected(new)
 
 
 def _milestone_id(update: ScheduleUpdate) -> str:
@@ -219,6 +236,12 @@ class BillingEngine:
 
     @property
     def fingerprint(self) -> str:
+        """The mappings' fingerprint, or a stale marker when the targets were computed by
+        other rules (a snapshot of an older version): the start-up check of the flow
+        (``dataflows/logic.py``) then calls :meth:`with_mappings`, which re-evaluates every
+        item and emits the differences."""
+        if vars(self.state).get("rules_version") != RULES_VERSION:
+            return f"stale: rules version {vars(self.state).get('rules_version')}"
         return self.state.mappings.fingerprint
 
     @property
@@ -260,6 +283,11 @@ class BillingEngine:
 
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self.state.pending_by_contract
+
+    def amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+        table = self.state.rows["contract_amendments"]
+        ids = self.state.amendments_by_contract.get(contract_id, ())
+        return [table[i] for i in ids]  # type: ignore[misc]  # the amendments table holds ContractAmendment rows only
 
     def rates(self, contract_id: str) -> Iterable[ContractRate]:
         table = self.state.rows["contract_rates"]
@@ -417,8 +445,10 @@ class BillingEngine:
         return merged.delta()
 
     def with_mappings(self, mappings: Mappings) -> Delta:
-        """Adopt new reference mappings (changed at start) and re-evaluate every item."""
+        """Adopt new reference mappings (changed at start), or the current rules, and
+        re-evaluate every item."""
         self.state.mappings = mappings
+        self.state.rules_version = RULES_VERSION
         return self.reevaluate_all()
 
     def reevaluate_all(self) -> Delta:
@@ -464,7 +494,9 @@ class BillingEngine:
         A change of a referenced row that touches none of the columns the rules read (see
         :data:`_READ`) re-classifies nothing; a rate change re-classifies only the
         timesheets whose employee has the rate's (old or new) labor category; an amendment
-        change only matters when it is or was pending.
+        change only matters when it is or was pending (or of a status the SPEC does not list:
+        rule 8's unexpected value); a contract change that touches only allocation columns
+        re-classifies when it changes :func:`~dataflows.billing.rules.contract_unexpected`.
         """
         items: set[LineKey] = set()
         contracts: set[str] = set()
@@ -474,7 +506,7 @@ class BillingEngine:
             items.add((MS, key))
         elif table == "contracts":
             contracts.add(key)  # cap, cap period or retainer may have changed
-            if not _same(old, new, _READ[table]):
+            if not _same(old, new, _READ[table]) or _unexpected_moved(old, new):
                 self._items_of_contract(key, items)
         elif not _same(old, new, _READ.get(table, ())):
             if table == "employees":
@@ -487,7 +519,7 @@ class BillingEngine:
             elif table == "contract_amendments":
                 for row in (old, new):
                     assert row is None or isinstance(row, ContractAmendment)
-                    if row is not None and row.status == "pending":
+                    if row is not None and row.status not in _QUIET_AMENDMENT:
                         self._items_of_contract(row.contract_id, items)
             elif table == "contract_rates":
                 self._items_of_rate(old, new, items)

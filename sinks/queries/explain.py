@@ -5,7 +5,9 @@ e.g. from :func:`sinks.audit.sources.read_world`), narrows them to what the rule
 read for one item (its project, contract, account, employee, rates, pending amendments, and
 the other items of the same contract, which allocation needs), and runs the pure batch rules
 (:func:`~dataflows.billing.batch.compute_targets`) on that: the decision is the same as over
-the whole world because allocation is per contract. The ERP side is the line's
+the whole world because allocation is per contract. A line excepted ``UNEXPECTED_SOURCE_VALUE`` also
+gets the column and value that decided it (:func:`~dataflows.billing.rules.unexpected`), in
+its decision path and as ``unexpected``. The ERP side is the line's
 ``billing_line_state`` row and its ledger entries with their source positions.
 """
 
@@ -17,8 +19,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from dataflows.billing.batch import World, compute_targets
+from dataflows.billing.batch import context as rules_context
 from dataflows.billing.mappings import Mappings
-from dataflows.billing.rules import Reason
+from dataflows.billing.rules import Reason, Unexpected, unexpected
 from dataflows.billing.target import LineTarget, SourceType
 from dataflows.model import (
     Account,
@@ -75,6 +78,13 @@ RULES: dict[int, str] = {
     14: "exactly one rate for the labor category on the work date",
     15: "candidate: rate x hours, then retainer coverage and cap (allocation per contract)",
 }
+# UNEXPECTED_SOURCE_VALUE fires at the place of the rule that reads the column (rules.py)
+UNEXPECTED_AT: dict[int, str] = {
+    2: "hours / milestone amount present",
+    3: "billable is true or false",
+    10: "contract type is one the SPEC lists",
+    15: "before rule 15: ledger dimensions and allocation parameters are values the SPEC lists",
+}
 
 
 @dataclass
@@ -88,6 +98,7 @@ class Explanation:
     rows: list[tuple[str, Row]] = field(default_factory=list)  # (table, row) the rules read
     line_state: dict[str, Any] | None = None
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    unexpected: str | None = None  # UNEXPECTED_SOURCE_VALUE: "table.column=value"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +111,7 @@ class Explanation:
             "rows": [{"table": name, "row": asdict(row)} for name, row in self.rows],
             "line_state": self.line_state,
             "ledger": self.ledger,
+            "unexpected": self.unexpected,
         }
 
 
@@ -168,9 +180,14 @@ def explain(
         sub += _siblings(world, contract.contract_id)
     if item is not None:
         sub.append(item)
-    lines, _ = compute_targets(World.of(sub), mappings)
+    narrowed = World.of(sub)
+    lines, _ = compute_targets(narrowed, mappings)
     target = lines.get((source_type.value, source_id))
-    rule, path = _path(item, target)
+    odd = None
+    if target is not None and target.reason == Reason.UNEXPECTED_SOURCE_VALUE:
+        assert isinstance(item, Timesheet | Milestone)  # a target has its source row
+        odd = unexpected(item, rules_context(narrowed), mappings)
+    rule, path = _path(item, target, odd)
     employee = next((r for n, r in context if n == "employees"), None)
     category = employee.labor_category if isinstance(employee, Employee) else None
     shown = [(n, r) for n, r in context if not _irrelevant(r, category)]
@@ -184,19 +201,23 @@ def explain(
         shown,
         _line_state(erp, source_type.value, source_id),
         _ledger(erp, source_type.value, source_id),
+        str(odd) if odd is not None else None,
     )
 
 
 def _irrelevant(row: Row, category: str | None) -> bool:
-    """Rates of other labor categories and amendments that are not pending are noise."""
+    """Rates of other labor categories and approved or rejected amendments are noise (rule 8
+    reads pending amendments and those of a status the SPEC does not list)."""
     if isinstance(row, ContractAmendment):
-        return row.status != "pending"
+        return row.status in ("approved", "rejected")
     if isinstance(row, ContractRate):
         return category is not None and row.labor_category != category
     return False
 
 
-def _path(item: Row | None, target: LineTarget | None) -> tuple[int, list[str]]:
+def _path(
+    item: Row | None, target: LineTarget | None, odd: Unexpected | None = None
+) -> tuple[int, list[str]]:
     if target is None:
         what = "deleted" if item is None else f"status {getattr(item, 'status', None)!r}"
         if isinstance(item, Milestone) and item.status == "accepted":
@@ -205,13 +226,18 @@ def _path(item: Row | None, target: LineTarget | None) -> tuple[int, list[str]]:
     reason = target.reason
     if reason == Reason.INVALID_AMOUNT:
         return 2, ["milestone amount must be > 0: fired → exception INVALID_AMOUNT"]
-    rule = RULE_OF.get(reason or "", 15)
+    rule = odd.rule if odd is not None else RULE_OF.get(reason or "", 15)
     first = 4 if target.source_type is SourceType.MILESTONE else 1
     path = [f"rule {n}: {RULES[n]} — passed" for n in range(first, rule) if n in RULES]
     if target.source_type is SourceType.MILESTONE:
         path = [p for p in path if not p.startswith(("rule 10:", "rule 14:"))]
+        if odd is not None and odd.rule in (2, 10):  # checked before the rules 4-9
+            path = []
     outcome = f"{target.state.value}" + (f" {reason}" if reason else "")
-    if rule == 15:
+    if odd is not None:
+        label = f"rule {odd.rule}: {UNEXPECTED_AT.get(odd.rule, RULES[odd.rule])}"
+        path.append(f"{label} — FIRED → {outcome}: {odd} is not a value the SPEC lists")
+    elif rule == 15:
         path.append(
             f"rule 15: {RULES[15]} — rate {target.rate}, covered hours {target.covered_hours}, "
             f"billable {target.billable_amount}, billed {target.billed_amount}, "

@@ -107,18 +107,24 @@ def test_month_cap_resets_each_month() -> None:
     assert got["3"][0] == "billed"
 
 
-def test_null_cap_period_means_whole_contract() -> None:
-    rows = with_lines(edit(base_rows(), "C1", cap_amount=D("1200")), ts(3, "1", 1, month=4))
+def test_contract_cap_period_spans_months() -> None:
+    rows = with_lines(
+        edit(base_rows(), "C1", cap_amount=D("1200"), cap_period="contract"),
+        ts(3, "1", 1, month=4),
+    )
     assert summary(rows)["3"][0] == "partially_held"
 
 
 def test_zero_cap_holds_everything() -> None:
-    got = summary(edit(base_rows(), "C1", cap_amount=D("0")))
+    got = summary(edit(base_rows(), "C1", cap_amount=D("0"), cap_period="contract"))
     assert got["1"] == ("held", "BILLING_CAP_EXCEEDED", D("1125.00"), 0, D("1125.00"), 0)
 
 
 def test_cap_applies_after_retainer() -> None:
-    rows = with_lines(edit(retainer(base_rows(), "10"), "C1", cap_amount=D("100")), ts(2, "5", 17))
+    rows = with_lines(
+        edit(retainer(base_rows(), "10"), "C1", cap_amount=D("100"), cap_period="contract"),
+        ts(2, "5", 17),
+    )
     got = summary(rows)
     assert got["1"][0] == "non_billable"
     assert got["2"] == ("partially_held", "BILLING_CAP_EXCEEDED", D("375.00"), D("100.00"),
@@ -127,7 +133,11 @@ def test_cap_applies_after_retainer() -> None:
 
 def test_null_approved_at_sorts_after_every_timestamp() -> None:
     rows = with_lines(
-        edit(edit(base_rows(), "C1", cap_amount=D("1500")), "T1", approved_at=None),
+        edit(
+            edit(base_rows(), "C1", cap_amount=D("1500"), cap_period="contract"),
+            "T1",
+            approved_at=None,
+        ),
         ts(2, "7.5", 30),
     )
     got = summary(rows)
@@ -135,7 +145,9 @@ def test_null_approved_at_sorts_after_every_timestamp() -> None:
 
 
 def test_ties_break_on_numeric_timesheet_id() -> None:
-    rows = with_lines(edit(base_rows(), "C1", cap_amount=D("1500")), ts(9, "7.5", 16))
+    rows = with_lines(
+        edit(base_rows(), "C1", cap_amount=D("1500"), cap_period="contract"), ts(9, "7.5", 16)
+    )
     rows = {k: v for k, v in rows.items() if k != "T1"}
     rows["T10"] = ts(10, "7.5", 16)  # same approved_at as 9; "10" < "9" as text, 9 < 10 as int
     got = summary(rows)
@@ -143,14 +155,18 @@ def test_ties_break_on_numeric_timesheet_id() -> None:
 
 
 def test_released_line_moves_cap_away_from_later_lines() -> None:
-    rows = with_lines(edit(base_rows(), "C1", cap_amount=D("1500")), ts(2, "7.5", 17))
+    rows = with_lines(
+        edit(base_rows(), "C1", cap_amount=D("1500"), cap_period="contract"), ts(2, "7.5", 17)
+    )
     held_first = edit(rows, "P1", status="on_hold")
     assert {s[0] for s in summary(held_first).values()} == {"held"}
     assert summary(rows)["2"][0] == "partially_held"  # released: 1 bills before 2
 
 
 def test_held_lines_consume_nothing() -> None:
-    rows = with_lines(edit(base_rows(), "C1", cap_amount=D("1500")), ts(2, "7.5", 17))
+    rows = with_lines(
+        edit(base_rows(), "C1", cap_amount=D("1500"), cap_period="contract"), ts(2, "7.5", 17)
+    )
     rows = edit(rows, "T1", billable=False)
     assert summary(rows)["2"][0] == "billed"
 
@@ -161,7 +177,7 @@ def test_zero_value_candidate_is_billed_with_zero() -> None:
 
 
 def test_milestones_share_a_cap_in_acceptance_order() -> None:
-    rows = edit(milestone_rows(), "C2", cap_amount=D("6000"))
+    rows = edit(milestone_rows(), "C2", cap_amount=D("6000"), cap_period="contract")
     rows["M2"] = Milestone("M2", "P2", "Build", D("3000"), date(2024, 5, 1), "accepted", at(19))
     rows["M3"] = Milestone("M3", "P2", "Run", D("10"), date(2024, 5, 1), "accepted", at(25))
     got = summary(rows)

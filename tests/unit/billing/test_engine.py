@@ -14,7 +14,7 @@ from dataflows.cdc.change import Op
 from dataflows.model import Contract, ContractAmendment, Row, Timesheet
 
 from .changes import delete, upsert
-from .worlds import MAPPINGS, D, at, base_rows, milestone_rows
+from .worlds import MAPPINGS, D, at, base_rows, edit, milestone_rows
 
 T1 = ("timesheet", "1")
 
@@ -66,7 +66,7 @@ def test_any_load_order_converges() -> None:
 
 def test_late_line_reallocates_cap_and_emits_only_changed_lines() -> None:
     rows = base_rows()
-    rows["C1"] = replace(rows["C1"], cap_amount=D("2000"))
+    rows["C1"] = replace(rows["C1"], cap_amount=D("2000"), cap_period="contract")
     rows["T2"] = ts(2, "5", 17)
     rows["T3"] = ts(3, "1", 18, project="P1")
     engine = loaded(rows)
@@ -111,7 +111,7 @@ def test_duplicate_and_noop_changes_emit_nothing() -> None:
 
 def test_timesheet_changes_project_and_employee() -> None:
     rows = base_rows()
-    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"))
+    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"), cap_period="contract")
     rows["T2"] = ts(2, "7.5", 17)
     engine = loaded(rows)
     assert engine.lines[("timesheet", "2")].state is State.PARTIALLY_HELD
@@ -125,7 +125,7 @@ def test_timesheet_changes_project_and_employee() -> None:
 
 def test_contract_change_regroups_caps() -> None:
     rows = base_rows()
-    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"))
+    rows["C1"] = replace(rows["C1"], cap_amount=D("1500"), cap_period="contract")
     rows["T2"] = replace(ts(2, "7.5", 17), work_date=date(2024, 4, 2))
     engine = loaded(rows)
     assert engine.lines[("timesheet", "2")].state is State.PARTIALLY_HELD
@@ -171,3 +171,52 @@ def test_unknown_table_is_ignored() -> None:
     engine = BillingEngine(MAPPINGS)
     change = upsert(base_rows()["T1"])
     assert not engine.apply(replace(change, table="invoices")).lines
+
+
+def test_unexpected_values_of_referenced_rows_reclassify() -> None:
+    """Allocation-only columns and quiet amendment statuses re-classify when a value the SPEC
+    does not list appears or goes: each step equals batch, with the state expected."""
+    rows = base_rows()
+    engine = loaded(rows)
+    contract = rows["C1"]
+    assert isinstance(contract, Contract)
+    capped = replace(contract, cap_amount=D("100000.00"))  # cap_period NULL
+    retainer = replace(contract, contract_type="retainer")
+    am = ContractAmendment("AM1", "C1", "approved", date(2024, 4, 1))
+    steps: list[tuple[Row, str]] = [
+        (capped, "exception"),  # a cap with no cap_period
+        (replace(capped, cap_period="month"), "billed"),
+        (replace(capped, cap_period="week"), "exception"),
+        (replace(capped, cap_period="week", cap_amount=D("200000.00")), "exception"),
+        (replace(capped, cap_period="week", cap_amount=None), "billed"),  # no cap: unread
+        (replace(retainer, retainer_hours_monthly=D("-8")), "exception"),
+        (replace(retainer, retainer_hours_monthly=D("2")), "billed"),
+        (contract, "billed"),
+        (am, "billed"),
+        (replace(am, status="withdrawn"), "exception"),
+        (replace(am, status="rejected"), "billed"),
+        (replace(am, status=None), "exception"),
+        (replace(am, contract_id="C9"), "billed"),  # moved to another contract
+    ]
+    for row, state in steps:
+        engine.apply(upsert(row))
+        check(engine)
+        assert engine.lines[T1].state.value == state, row
+
+
+def test_snapshot_of_older_rules_is_reevaluated_at_start() -> None:
+    """A snapshot without rules_version (targets of the rules before UNEXPECTED_SOURCE_VALUE):
+    the fingerprint check of the flow's start sees it stale, with_mappings emits the change."""
+    rows = edit(base_rows(), "C1", status="expired")
+    engine = loaded(rows)
+    assert engine.lines[T1].reason == "UNEXPECTED_SOURCE_VALUE"
+    old = loaded(base_rows()).lines[T1]  # what the older rules computed: billed
+    state = engine.snapshot()
+    state.lines[T1] = old
+    del vars(state)["rules_version"]  # as pickled by the older engine
+    restored = BillingEngine.restore(pickle.loads(pickle.dumps(state)))  # noqa: S301  # our own bytes
+    assert restored.fingerprint != MAPPINGS.fingerprint
+    delta = restored.with_mappings(MAPPINGS)
+    assert states(delta) == {"1": ("billed", "exception")}
+    assert restored.fingerprint == MAPPINGS.fingerprint
+    check(restored)

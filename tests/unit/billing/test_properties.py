@@ -1,8 +1,9 @@
 """Property tests: the incremental engine equals the batch oracle, and the ledger nets to it.
 
-Random small worlds (values chosen to hit every rule, caps, retainers, NULL approved_at and
-ties) are turned into per-key version histories (inserts, updates, deletes, re-inserts, a
-timesheet moving to another project). The histories are interleaved at random, keeping
+Random small worlds (values chosen to hit every rule, caps, retainers, NULL approved_at,
+ties, and every kind of value the SPEC does not list: UNEXPECTED_SOURCE_VALUE) are turned
+into per-key version histories (inserts, updates, deletes, re-inserts, a timesheet moving to
+another project). The histories are interleaved at random, keeping
 per-key order (what Debezium guarantees), and a window of the stream is redelivered
 (at-least-once). After every change the engine must equal ``compute_targets`` of the rows
 applied so far; at the end, posting every emitted LineUpdate through ``ledger.postings``
@@ -78,43 +79,47 @@ CONSTANT = {"name": "n", "code": "c", "email": "e", "contract_number": "K"}
 # per table: the row class and a picker per column (missing columns keep their default)
 SHAPES: dict[str, tuple[type[Row], dict[str, Pick]]] = {
     "accounts": (Account, {
-        "tax_jurisdiction": w("GB", "US-NY", "XX", None), "currency": w("GBP", "EUR"),
+        "tax_jurisdiction": w("GB", "US-NY", "XX", None), "currency": w("GBP", "EUR", None),
         "erp_customer_id": w("CU-1", None)}),
     "contracts": (Contract, {
         "account_id": w("A1", "A2", "A9"),
-        "contract_type": ids(["retainer", "time_and_materials", "retainer", "milestone"]),
-        "status": w("active", "suspended", "draft", "terminated"),
-        "currency": w("GBP", "EUR"),
-        "start_date": ids([date(2024, 1, 1), date(2024, 1, 1), date(2024, 3, 10), None]),
+        "contract_type": w(ids(["retainer", "time_and_materials", "retainer", "milestone"]),
+                           "fixed_fee", None),
+        "status": w("active", "suspended", "draft", "terminated", "expired", None),
+        "currency": w("GBP", "EUR", "gbp", None),
+        "start_date": w(ids([date(2024, 1, 1), date(2024, 1, 1), date(2024, 3, 10)]), None),
         "end_date": ids([None, None, date(2024, 3, 20), date(2024, 12, 31)]),
         "cap_amount": ids([None, D("1500.00"), D("400.00"), None, D("0"), D("3000.00")]),
-        "cap_period": ids(["month", "contract", "month", None]),
-        "retainer_hours_monthly": ids([D("10.50"), D("4"), None, D("0")])}),
+        "cap_period": w(ids(["month", "contract", "month"]), None, "week"),
+        "retainer_hours_monthly": w(ids([D("10.50"), D("4"), None, D("0")]), D("-2"))}),
     "projects": (Project, {
         "account_id": ids(["A1", None]), "contract_id": w(ids(["C1", "C2", "C3"]), "C9", None),
-        "status": w("active", "on_hold", "closed"),
-        "legal_entity": ids(["UK-LTD", "DE-GMBH"])}),
+        "status": w("active", "on_hold", "closed", "archived", None),
+        "legal_entity": w(ids(["UK-LTD", "DE-GMBH"]), None)}),
     "employees": (Employee, {
         "labor_category": w("CONSULTANT", "MANAGER", "JUGGLER", None),
-        "cost_center": ids(["CC-1", "CC-2"])}),
+        "cost_center": w(ids(["CC-1", "CC-2"]), None)}),
     "contract_rates": (ContractRate, {
         "contract_id": ids(["C1", "C2", "C3"]), "labor_category": w("CONSULTANT", "MANAGER"),
-        "hourly_rate": ids([D("150.10"), D("100.00"), D("33.33"), D("0.50")]),
-        "effective_from": ids([date(2024, 1, 1), None, date(2024, 3, 15), date(2024, 4, 1)]),
+        "hourly_rate": w(ids([D("150.10"), D("100.00"), D("33.33"), D("0.50")]), None,
+                         D("-1.00")),
+        "effective_from": w(ids([date(2024, 1, 1), date(2024, 3, 15), date(2024, 4, 1)]), None),
         "effective_to": ids([None, None, date(2024, 3, 14), date(2024, 3, 31)])}),
     "contract_amendments": (ContractAmendment, {
-        "contract_id": ids(["C1", "C2", "C3"]), "status": w("approved", "pending", "rejected")}),
+        "contract_id": ids(["C1", "C2", "C3"]),
+        "status": w("approved", "pending", "rejected", "withdrawn", None)}),
     "timesheets": (Timesheet, {
         "employee_id": w(ids(["E1", "E2"]), "E9"),
-        "project_id": w(ids(["P1", "P2", "P3"]), "P9"), "work_date": days,
+        "project_id": w(ids(["P1", "P2", "P3"]), "P9"), "work_date": w(days, None),
         "hours": w(ids([D("8.00"), D("7.75"), D("2.50"), D("4.25"), D("1.00")]), D("0"),
-                   D("25"), D("24.01"), D("-1")),
-        "billable": w(True, False), "status": w("approved", "draft", "submitted"),
+                   D("25"), D("24.01"), D("-1"), None),
+        "billable": w(True, False, None),
+        "status": w("approved", "draft", "submitted", "invoiced", None),
         "approved_at": stamps}),
     "milestones": (Milestone, {
         "project_id": w(ids(["P1", "P2", "P3"]), "P9"),
-        "amount": w(ids([D("1000.00"), D("2000.50"), D("250.00")]), D("0"), D("-5")),
-        "due_date": days, "status": w("accepted", "planned", "cancelled"),
+        "amount": w(ids([D("1000.00"), D("2000.50"), D("250.00")]), D("0"), D("-5"), None),
+        "due_date": days, "status": w("accepted", "planned", "cancelled", "invoiced", None),
         "accepted_at": stamps}),
 }  # fmt: skip
 POOL: dict[str, list[str]] = {

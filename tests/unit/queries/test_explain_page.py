@@ -66,6 +66,17 @@ def test_explain_names_the_rule_that_fired_and_the_rows_it_read() -> None:
     assert ex.as_dict()["rows"][1]["row"]["project_id"] == "P1"
 
 
+def test_explain_names_the_unexpected_value_and_the_rule_that_read_it() -> None:
+    rows = [r for r in world("CONSULTANT").rows() if not isinstance(r, Contract)]
+    rows.append(Contract("C1", "A1", None, "time_and_materials", "expired", "EUR"))
+    with erp().connect() as conn:
+        ex = explain(World.of(rows), load_mappings(), SourceType.TIMESHEET, "1", conn)
+    assert ex.target is not None and ex.target.reason == "UNEXPECTED_SOURCE_VALUE"
+    assert (ex.rule, ex.unexpected) == (7, "contracts.status='expired'")
+    assert ex.path[-1].startswith("rule 7:") and "contracts.status='expired'" in ex.path[-1]
+    assert ex.as_dict()["unexpected"] == "contracts.status='expired'"
+
+
 def test_explain_of_a_line_not_in_the_sources_is_rule_1() -> None:
     with erp().connect() as conn:
         ex = explain(World.of([]), load_mappings(), SourceType.TIMESHEET, "99", conn)
