@@ -3,7 +3,7 @@
 Connect's validate endpoint logs in and checks slots and publications, but it does not check
 that captured tables exist, nor that the Debezium user may write the heartbeat table (a missing
 grant fails the task at its first heartbeat, after it was reported RUNNING). These checks run as
-billsync's own user of the source (the URL among ``PSA_DB_URL``, ``CRM_DB_URL`` and
+billsync's own user of the source (the URL among ``PSA_DB_URL``, ``CRM_DB_URL``, ``ERP_DB_URL`` and
 ``BILLSYNC_SOURCE_DB_URLS`` whose host, port and database match the configuration); a source
 without a matching URL is not checked here.
 """
@@ -26,7 +26,11 @@ _INSERT_INTO = re.compile(r"\binsert\s+into\s+([A-Za-z0-9_.\"]+)", re.IGNORECASE
 
 def _candidate_urls(settings: Settings) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    for field, value in (("PSA_DB_URL", settings.psa_db_url), ("CRM_DB_URL", settings.crm_db_url)):
+    for field, value in (
+        ("PSA_DB_URL", settings.psa_db_url),
+        ("CRM_DB_URL", settings.crm_db_url),
+        ("ERP_DB_URL", settings.erp_db_url),
+    ):
         if value is not None:
             out.append((field, value.get_secret_value()))
     for name, secret in settings.source_db_urls.items():
@@ -75,7 +79,7 @@ def _pg_checks(conn: Connection, config: Mapping[str, str]) -> list[Violation]:
             Violation(
                 "database.user",
                 f"role {user!r} does not exist",
-                "use the Debezium user the stack creates (debezium_psa)",
+                "use the Debezium user the stack creates (debezium_psa, debezium_erp)",
             )
         )
         return out

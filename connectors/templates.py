@@ -9,7 +9,8 @@ placeholders ``{{NAME}}`` that are filled from the settings at render time:
   speaks (``/apis/registry/v2``, see ``ops/stack/topology.py``), derived from
   ``SCHEMA_REGISTRY_URL`` (the Confluent-compatible path ``/apis/ccompat/v7``);
 - ``{{SOURCE.host}}``, ``{{SOURCE.port}}``, ``{{SOURCE.database}}`` — parts of the source
-  database URL: ``psa`` from ``PSA_DB_URL``, ``crm`` from ``CRM_DB_URL``, any other name from
+  database URL: ``psa`` from ``PSA_DB_URL``, ``crm`` from ``CRM_DB_URL``, ``erp`` from
+  ``ERP_DB_URL`` (the ERP's period calendar, SPEC 2b), any other name from
   ``BILLSYNC_SOURCE_DB_URLS``.
 
 Connect's own ``${provider:...}`` references (secrets) are left for Connect to resolve.
@@ -30,7 +31,7 @@ from ops.stack.topology import REGISTRY_V2_PATH
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
-_SOURCE_SETTINGS = {"psa": "psa_db_url", "crm": "crm_db_url"}
+_SOURCE_SETTINGS = {"psa": "psa_db_url", "crm": "crm_db_url", "erp": "erp_db_url"}
 _CCOMPAT_PATH = re.compile(r"/apis/ccompat/v\d+/?$")
 
 
@@ -146,7 +147,7 @@ def render(template: Template, settings: Settings) -> dict[str, str]:
                     f"{template.path.name}: placeholder {{{{{name}}}}} has no value",
                     field=key,
                     fix="use {{kafka_bootstrap}}, {{registry_url}} or {{SOURCE.host|port|"
-                    "database}} with SOURCE psa, crm or a name in BILLSYNC_SOURCE_DB_URLS",
+                    "database}} with SOURCE psa, crm, erp or a name in BILLSYNC_SOURCE_DB_URLS",
                 )
             return filled
 

@@ -28,6 +28,7 @@ GROUPS: list[tuple[str, str]] = [
     ("run", "ops.commands.run"),
     ("recon", "ops.commands.recon"),
     ("exceptions", "ops.commands.exceptions"),
+    ("periods", "ops.commands.periods"),
     ("dlq", "ops.commands.dlq"),
     ("outbox", "ops.commands.outbox"),
     ("dashboard", "ops.commands.dashboard"),

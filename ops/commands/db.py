@@ -1,7 +1,9 @@
 """``billsync db``: the source databases (PSA on PostgreSQL, CRM on MariaDB).
 
-``init`` creates the tables of SPEC section 1 (idempotent), ``seed`` loads deterministic demo
-data in bulk, ``truncate`` empties the source tables. See ``ops/sourcedb/README.md``.
+``init`` creates the tables of SPEC section 1 (idempotent) and, when ``ERP_DB_URL`` is set,
+the ERP tables with what the ``erp`` connector captures (``accounting_periods``, SPEC 2b);
+``seed`` loads deterministic demo data in bulk, ``truncate`` empties the source tables. See
+``ops/sourcedb/README.md``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from rich.progress import (
 
 from dataflows.errors import ConfigError
 from ops.console import emit_json, emit_table, err_console
-from ops.settings import get_settings
+from ops.runner import erp_engine
+from ops.settings import Settings, get_settings
 from ops.sourcedb.engines import crm_engine, psa_engine, reachable
 from ops.sourcedb.generate import build
-from ops.sourcedb.install import describe, init_crm, init_psa
+from ops.sourcedb.install import TableStatus, describe, init_crm, init_erp, init_psa
 from ops.sourcedb.load import CRM_ORDER, PSA_ORDER, empty, load_crm, load_psa, non_empty
-from ops.sourcedb.tables import crm_metadata, psa_metadata
+from ops.sourcedb.tables import crm_metadata, erp_capture_metadata, psa_metadata
 
 app = typer.Typer(
     help="Source databases: create the PSA and CRM tables, load demo data, empty them.",
@@ -36,9 +39,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 STATUS_COLUMNS = ["source", "table", "exists", "rows", "replica_identity"]
 
 
+def _erp(settings: Settings, *, init: bool) -> list[TableStatus]:
+    """The erp connector's tables (and, with ``init``, the ERP schema): [] without ERP_DB_URL."""
+    if settings.erp_db_url is None:
+        err_console.print("ERP_DB_URL is not set: the ERP tables are left alone")
+        return []
+    engine = erp_engine(settings.require("erp_db_url"))
+    with reachable("erp"):
+        if init:
+            for note in init_erp(engine):
+                err_console.print(f"[yellow]erp:[/] {note}")
+        return describe("erp", engine, erp_capture_metadata)
+
+
 @app.command()
 def init(as_json: JsonOpt = False) -> None:
-    """Create every source table (PSA and CRM) and Debezium's support tables; safe to rerun."""
+    """Create every source table (PSA and CRM) and Debezium's support tables, and the ERP
+    tables with what the erp connector captures (grants, publication); safe to rerun."""
     settings = get_settings()
     psa, crm = psa_engine(settings), crm_engine(settings)
     with reachable("psa"):
@@ -47,6 +64,7 @@ def init(as_json: JsonOpt = False) -> None:
     with reachable("crm"):
         init_crm(crm)
         rows += [s.as_row() for s in describe("crm", crm, crm_metadata)]
+    rows += [s.as_row() for s in _erp(settings, init=True)]
     emit_table(rows, STATUS_COLUMNS, title="source tables", as_json=as_json)
 
 
@@ -58,6 +76,7 @@ def status(as_json: JsonOpt = False) -> None:
         rows = [s.as_row() for s in describe("psa", psa_engine(settings), psa_metadata)]
     with reachable("crm"):
         rows += [s.as_row() for s in describe("crm", crm_engine(settings), crm_metadata)]
+    rows += [s.as_row() for s in _erp(settings, init=False)]
     emit_table(rows, STATUS_COLUMNS, title="source tables", as_json=as_json)
 
 

@@ -76,6 +76,7 @@ def demo(
     _cli("schemas", "register")
     _cli("connectors", "register", "psa")
     _cli("connectors", "register", "crm")
+    _cli("connectors", "register", "erp")  # accounting_periods (SPEC 2b); `db init` made it
     pid = flowproc.start(settings)
     console.print(f"[green]flow running[/] (pid {pid}, log {flowproc.log_file(settings)})")
     _wait_caught_up()

@@ -1,5 +1,6 @@
 """Create the source tables, idempotently, and report what exists.
 
+ERP (PostgreSQL): the ERP tables and what the ``erp`` connector captures (``init_erp``).
 PostgreSQL (PSA): tables, indexes, REPLICA IDENTITY FULL on the four PSA tables (so Debezium's
 update and delete events carry the whole previous row) and an ``updated_at`` trigger that
 stamps ``now()`` when an update leaves ``updated_at`` unchanged. MariaDB (CRM): tables with
@@ -14,13 +15,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, func, inspect, select, text
 
 from ops.sourcedb.tables import (
+    ERP_CAPTURED,
     HEARTBEAT_TABLE,
     PSA_FULL_IDENTITY,
     SIGNAL_TABLE,
     crm_metadata,
+    erp_accounting_periods,
+    erp_capture_metadata,
     psa_metadata,
 )
 from ops.stack import topology
+from sinks.erp.migrate import upgrade
 
 _TOUCH_FUNCTION = """
 CREATE OR REPLACE FUNCTION psa_touch_updated_at() RETURNS trigger
@@ -77,6 +82,73 @@ def init_crm(engine: Engine) -> None:
                 f"GRANT INSERT, UPDATE, DELETE ON `{SIGNAL_TABLE}` TO '{topology.CRM_DEBEZIUM}'@'%'"
             )
         )
+
+
+def erp_capture_statements(
+    *, role_exists: bool, publication_exists: bool, published: set[str]
+) -> list[str]:
+    """The DDL that lets the erp connector capture the ERP (pure: the facts are read by
+    :func:`init_erp`): full before-images of accounting_periods, the Debezium user's grants
+    (when the role exists) and the publication of :data:`ERP_CAPTURED` (created, or
+    completed with the tables it lacks)."""
+    dbz, pub = topology.ERP_DEBEZIUM, topology.ERP_PUBLICATION
+    out = [f'ALTER TABLE "{erp_accounting_periods.name}" REPLICA IDENTITY FULL']
+    if role_exists:
+        out.append(f'GRANT USAGE ON SCHEMA public TO "{dbz}"')
+        out += [f'GRANT SELECT ON "{name}" TO "{dbz}"' for name in ERP_CAPTURED]
+        out.append(f'GRANT INSERT, UPDATE ON "{HEARTBEAT_TABLE}" TO "{dbz}"')
+        out.append(f'GRANT INSERT, UPDATE, DELETE ON "{SIGNAL_TABLE}" TO "{dbz}"')
+    if not publication_exists:
+        tables = ", ".join(f'"{name}"' for name in ERP_CAPTURED)
+        out.append(f'CREATE PUBLICATION "{pub}" FOR TABLE {tables}')
+    else:
+        missing = [f'"{name}"' for name in ERP_CAPTURED if name not in published]
+        if missing:
+            out.append(f'ALTER PUBLICATION "{pub}" ADD TABLE {", ".join(missing)}')
+    return out
+
+
+def init_erp(engine: Engine) -> list[str]:
+    """The ERP tables (up to date, ``sinks/erp/migrate.py``) and what the erp connector
+    captures: accounting_periods, its signal and heartbeat tables, the Debezium user's grants
+    and the publication. Run as erp_app, the owner of the tables, which may create a
+    publication FOR TABLE (FOR ALL TABLES would need a superuser and would decode the
+    ledger's writes for nothing). Returns notes on what could not be done (may be [])."""
+    upgrade(engine)
+    erp_capture_metadata.create_all(engine, checkfirst=True)
+    if engine.dialect.name != "postgresql":
+        return ["not PostgreSQL: no erp connector can capture this ERP database"]
+    pub = {"p": topology.ERP_PUBLICATION}
+    with engine.begin() as conn:
+        role_exists = (
+            conn.execute(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": topology.ERP_DEBEZIUM}
+            ).first()
+            is not None
+        )
+        publication_exists = (
+            conn.execute(text("SELECT 1 FROM pg_publication WHERE pubname = :p"), pub).first()
+            is not None
+        )
+        published = set(
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_publication_tables "
+                    "WHERE pubname = :p AND schemaname = current_schema()"
+                ),
+                pub,
+            ).scalars()
+        )
+        for statement in erp_capture_statements(
+            role_exists=role_exists, publication_exists=publication_exists, published=published
+        ):
+            conn.execute(text(statement))
+    if not role_exists:
+        return [
+            f"role {topology.ERP_DEBEZIUM} does not exist: create it (`billsync stack up`) and "
+            "rerun `billsync db init`"
+        ]
+    return []
 
 
 def _identities(conn: Connection) -> dict[str, str]:

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from sinks.erp import tables as erp_tables
+
 PSA_TABLES = ("employees", "projects", "timesheets", "milestones")
 CRM_TABLES = ("accounts", "contracts", "contract_rates", "contract_amendments")
 SIGNAL_TABLE = "debezium_signal"
@@ -125,20 +127,31 @@ milestones = Table(
     Index("ix_milestones_project_id", "project_id"),
 )
 
-psa_signal = Table(
-    SIGNAL_TABLE,
-    psa_metadata,
-    Column("id", String(64), primary_key=True),
-    Column("type", String(32), nullable=False),
-    Column("data", Text, nullable=True),
-)
 
-psa_heartbeat = Table(
-    HEARTBEAT_TABLE,
-    psa_metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("beat_at", DateTime(timezone=True), nullable=False, server_default=_PG_NOW),
-)
+def signal_table(metadata: MetaData, **options: Any) -> Table:
+    """Debezium's signal table (incremental snapshots; ``signal.data.collection``)."""
+    return Table(
+        SIGNAL_TABLE,
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("type", String(32), nullable=False),
+        Column("data", Text, nullable=True),
+        **options,
+    )
+
+
+def heartbeat_table(metadata: MetaData) -> Table:
+    """What a PostgreSQL connector's ``heartbeat.action.query`` writes, so its slot advances."""
+    return Table(
+        HEARTBEAT_TABLE,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("beat_at", DateTime(timezone=True), nullable=False, server_default=_PG_NOW),
+    )
+
+
+psa_signal = signal_table(psa_metadata)
+psa_heartbeat = heartbeat_table(psa_metadata)
 
 # The four PSA tables get REPLICA IDENTITY FULL and a trigger that stamps updated_at on an
 # update that does not set it (what MariaDB's ON UPDATE does for the CRM): see install.py.
@@ -239,11 +252,15 @@ contract_amendments = Table(
     **_MARIA_OPTS,
 )
 
-crm_signal = Table(
-    SIGNAL_TABLE,
-    crm_metadata,
-    Column("id", String(64), primary_key=True),
-    Column("type", String(32), nullable=False),
-    Column("data", Text, nullable=True),
-    **_MARIA_OPTS,
-)
+crm_signal = signal_table(crm_metadata, **_MARIA_OPTS)
+
+# --- ERP: PostgreSQL, database erp, schema public: what the erp connector captures ----------
+# accounting_periods is an ERP table (sinks/erp/tables.py; copied here so `db init` and
+# `db status` show it with the connector's support tables). The erp connector captures it
+# with its own signal and heartbeat tables: see ops/sourcedb/install.py init_erp.
+
+erp_capture_metadata = MetaData()
+erp_accounting_periods = erp_tables.accounting_periods.to_metadata(erp_capture_metadata)
+erp_signal = signal_table(erp_capture_metadata)
+erp_heartbeat = heartbeat_table(erp_capture_metadata)
+ERP_CAPTURED = (erp_accounting_periods.name, SIGNAL_TABLE, HEARTBEAT_TABLE)

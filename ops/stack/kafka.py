@@ -219,6 +219,7 @@ class Connect(Component):
         env = dict(os.environ)
         env[t.DEBEZIUM_PSA_PASSWORD_ENV] = self.ctx.passwords[t.PSA_DEBEZIUM]
         env[t.DEBEZIUM_CRM_PASSWORD_ENV] = self.ctx.passwords[t.CRM_DEBEZIUM]
+        env[t.DEBEZIUM_ERP_PASSWORD_ENV] = self.ctx.passwords[t.ERP_DEBEZIUM]
         return Launch(
             argv=[
                 str(jvm.JAVA17),

@@ -1,5 +1,9 @@
 """PostgreSQL 15 from Debian as a private cluster: own data dir, port, socket; databases psa, erp.
 
+``provision`` creates the roles and databases; the erp connector's tables, grants and
+publication come later, from ``billsync db init`` run as erp_app (ops/sourcedb/install.py):
+a publication FOR TABLE needs its tables to exist.
+
 Server settings come from ``topology.PG_SERVER_SETTINGS`` and are passed on the command line,
 so a changed port needs no config edit. The superuser is reachable only through the unix socket
 in ``data/postgres-run`` (mode 0700, trust): TCP logins need a password and refuse ``postgres``.
@@ -144,6 +148,7 @@ class Postgres(Component):
                 (t.PSA_OWNER, "LOGIN"),
                 (t.ERP_APP, "LOGIN"),
                 (t.PSA_DEBEZIUM, "LOGIN REPLICATION"),
+                (t.ERP_DEBEZIUM, "LOGIN REPLICATION"),
             ):
                 exists = conn.execute(
                     "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
@@ -163,15 +168,16 @@ class Postgres(Component):
                             sql.Identifier(db), sql.Identifier(owner)
                         )
                     )
-                # only the owner (and, for psa, Debezium) may connect
+                # only the owner and its Debezium user may connect
                 conn.execute(
                     sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db))
                 )
-            conn.execute(
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(t.PSA_DB), sql.Identifier(t.PSA_DEBEZIUM)
+            for db, dbz in ((t.PSA_DB, t.PSA_DEBEZIUM), (t.ERP_DB, t.ERP_DEBEZIUM)):
+                conn.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                        sql.Identifier(db), sql.Identifier(dbz)
+                    )
                 )
-            )
         with self.connect(t.PSA_DB) as conn:
             dbz_id, owner_id = sql.Identifier(t.PSA_DEBEZIUM), sql.Identifier(t.PSA_OWNER)
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(dbz_id))

@@ -17,7 +17,14 @@ from ops.stack import topology as t
 from ops.stack.paths import StackPaths
 
 # one password per database login the stack creates
-ACCOUNTS = (t.PSA_OWNER, t.PSA_DEBEZIUM, t.ERP_APP, t.CRM_OWNER, t.CRM_DEBEZIUM)
+ACCOUNTS = (
+    t.PSA_OWNER,
+    t.PSA_DEBEZIUM,
+    t.ERP_APP,
+    t.ERP_DEBEZIUM,
+    t.CRM_OWNER,
+    t.CRM_DEBEZIUM,
+)
 
 
 def _write_private(path: Path, text: str) -> None:

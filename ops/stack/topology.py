@@ -59,6 +59,11 @@ PSA_OWNER: Final = "psa_owner"
 PSA_DEBEZIUM: Final = "debezium_psa"
 ERP_APP: Final = "erp_app"
 PSA_PUBLICATION: Final = "billsync_psa"
+# the erp connector captures accounting_periods (SPEC 2b). Its publication names the tables
+# (not FOR ALL TABLES: the ledger's writes would all be decoded for nothing), so it is created
+# by the tables' owner erp_app once they exist: `billsync db init` (ops/sourcedb/install.py)
+ERP_DEBEZIUM: Final = "debezium_erp"
+ERP_PUBLICATION: Final = "billsync_erp"
 
 PG_SERVER_SETTINGS: Final = {
     "wal_level": "logical",
@@ -103,6 +108,7 @@ AVRO_CONVERTER_CLASS: Final = "io.apicurio.registry.utils.converter.AvroConverte
 # configs refer to them as ${env:NAME} through the worker's EnvVarConfigProvider
 DEBEZIUM_PSA_PASSWORD_ENV: Final = "BILLSYNC_DEBEZIUM_PSA_PASSWORD"  # noqa: S105  # a variable name, not a password
 DEBEZIUM_CRM_PASSWORD_ENV: Final = "BILLSYNC_DEBEZIUM_CRM_PASSWORD"  # noqa: S105  # a variable name, not a password
+DEBEZIUM_ERP_PASSWORD_ENV: Final = "BILLSYNC_DEBEZIUM_ERP_PASSWORD"  # noqa: S105  # a variable name, not a password
 CONFIG_PROVIDER_CLASS: Final = "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
 
 # --- Apicurio Registry ----------------------------------------------------------------------

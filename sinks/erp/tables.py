@@ -11,6 +11,11 @@ SPEC tables: ``erp_billing_transactions`` (append-only ledger), ``billing_line_s
 - ``outbox_quarantine``: outbox records that cannot be encoded for their topic, set aside so
   they hold back nothing (:mod:`sinks.kafka.quarantine`; ``billsync outbox quarantine``).
 - ``recon_dirty``: (project_id, period) keys whose figures changed since the last snapshot.
+
+Closed periods (SPEC 2b): ``accounting_periods`` (finance's period calendar, written by
+``billsync periods``, captured by the ``erp`` Debezium connector), ``billing_line_state.final``
+/ ``.final_period`` and ``erp_billing_transactions.posting_period``. These columns came after
+the first ERP databases were created: ``sinks/erp/migrate.py`` adds them to an existing one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     Index,
@@ -27,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from sinks.erp.types import Money, UtcDateTime
@@ -57,8 +64,11 @@ erp_billing_transactions = Table(
     Column("entry_type", String(16), nullable=False),
     Column("source_position", String(160)),
     Column("created_at", UtcDateTime(), nullable=False),
+    # SPEC 2b: never a closed period; null only in rows written before closed periods existed
+    Column("posting_period", String(7)),
     Index("ix_ebt_item_seq", "source_type", "source_id", "seq", unique=True),
     Index("ix_ebt_project_period", "project_id", "period"),
+    Index("ix_ebt_posting_period", "posting_period"),
 )
 
 billing_line_state = Table(
@@ -81,7 +91,11 @@ billing_line_state = Table(
     Column("billable", Boolean),
     Column("source_position", String(160)),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # SPEC 2b: frozen by a close; final_period is the closed period that made it final
+    Column("final", Boolean, nullable=False, default=False, server_default=false()),
+    Column("final_period", String(7)),
     Index("ix_bls_project_period", "project_id", "period"),
+    Index("ix_bls_final_period", "final_period"),
     Index("ix_bls_state_reason", "state", "reason"),
     Index("ix_bls_contract", "contract_id"),
 )
@@ -152,4 +166,22 @@ recon_dirty = Table(
     Column("project_id", String(64), primary_key=True),
     Column("period", String(7), primary_key=True),
     Column("source_position", String(160)),
+)
+
+# --- closed periods (SPEC 2b) ---------------------------------------------------------------
+# Finance's period calendar. A period without a row is open. Written by `billsync periods`
+# (sinks/erp/periods.py); the `erp` Debezium connector captures it, so a close or reopen
+# reaches the flow at one definite point of the stream. A close keeps reopened_at /
+# reopen_reason (the last reopen) and a reopen keeps closed_at / closed_by (the last close):
+# the row always shows the latest of each.
+accounting_periods = Table(
+    "accounting_periods",
+    metadata,
+    Column("period", Text, primary_key=True, comment="YYYY-MM"),
+    Column("status", Text, nullable=False, comment="open | closed"),
+    Column("closed_at", UtcDateTime()),
+    Column("closed_by", Text),
+    Column("reopened_at", UtcDateTime()),
+    Column("reopen_reason", Text),
+    CheckConstraint("status IN ('open', 'closed')", name="ck_accounting_periods_status"),
 )

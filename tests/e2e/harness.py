@@ -51,7 +51,7 @@ WAIT_S = 300.0  # longest wait for the ERP to reflect a change (catch-up from of
 
 
 def stack_report(settings: Settings, flow_log: Path | None = None) -> str:
-    """What a failing wait prints first: the state of the psa and crm connectors (with the
+    """What a failing wait prints first: the state of the psa, crm and erp connectors (with the
     first line of a failure trace) and the last lines of the flow's log. A CI log may keep
     only part of the output, so the cause must come before the long list of wrong rows."""
     from connectors.connect_client import ConnectClient
@@ -60,7 +60,7 @@ def stack_report(settings: Settings, flow_log: Path | None = None) -> str:
     lines = []
     try:
         with ConnectClient(settings.connect_url, timeout=10) as connect:
-            for name in ("psa", "crm"):
+            for name in ("psa", "crm", "erp"):
                 st = connect.status(name)
                 if st is None:
                     lines.append(f"connector {name}: not registered")
@@ -87,7 +87,7 @@ HEAL_EVERY_S = 20.0
 
 
 def heal_sources(settings: Settings) -> list[str]:
-    """``billsync connectors heal`` for the psa and crm connectors: restart one that FAILED
+    """``billsync connectors heal`` for the psa, crm and erp connectors: restart one that FAILED
     or stopped streaming (no heartbeat for six intervals), as an operator or a timer would.
     Prints and returns what it restarted, so a run shows every time it was needed."""
     from connectors.connect_client import ConnectClient
@@ -95,7 +95,7 @@ def heal_sources(settings: Settings) -> list[str]:
 
     try:
         with ConnectClient(settings.connect_url, timeout=10) as connect:
-            done = heal(connect, settings.kafka_bootstrap, ("psa", "crm"))
+            done = heal(connect, settings.kafka_bootstrap, ("psa", "crm", "erp"))
     except Exception as exc:  # Connect restarting (chaos): the wait goes on
         return [f"heal skipped: {type(exc).__name__}: {exc}"]
     lines = [f"healed: restarted connector {h.connector} ({h.reason})" for h in done]

@@ -57,13 +57,15 @@ PREPARE = (
     ("schemas", "register"),
     ("connectors", "register", "psa"),
     ("connectors", "register", "crm"),
+    ("connectors", "register", "erp"),
 )
 
 
 def _prepare_sources() -> None:
     """What `make demo` does before the flow, idempotently: source tables (and Debezium's
-    grants), output schemas, the psa and crm connectors RUNNING. A fresh stack (CI) has none
-    of them; a running one changes nothing."""
+    grants; the ERP's accounting_periods and its publication), output schemas, the psa, crm
+    and erp connectors RUNNING. A fresh stack (CI) has none of them; a running one changes
+    nothing."""
     for args in PREPARE:
         proc = subprocess.run(  # noqa: S603  # our own CLI, fixed arguments
             [sys.executable, "-m", "ops.cli", *args],

@@ -77,6 +77,8 @@ def test_postgres_databases_and_roles(compose: dict[str, Any]) -> None:
     assert f"CREATE DATABASE {t.PSA_DB} OWNER {t.PSA_OWNER};" in script
     assert f"CREATE DATABASE {t.ERP_DB} OWNER {t.ERP_APP};" in script
     assert f"CREATE ROLE {t.PSA_DEBEZIUM} WITH LOGIN REPLICATION " in script
+    assert f"CREATE ROLE {t.ERP_DEBEZIUM} WITH LOGIN REPLICATION " in script
+    assert f"GRANT CONNECT ON DATABASE {t.ERP_DB} TO {t.ERP_DEBEZIUM};" in script
     assert f"CREATE PUBLICATION {t.PSA_PUBLICATION} FOR ALL TABLES;" in script
     assert (
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {t.PSA_OWNER} IN SCHEMA public "
@@ -115,6 +117,7 @@ def test_connect_worker_matches(compose: dict[str, Any]) -> None:
     assert env["ENABLE_APICURIO_CONVERTERS"] == "true"
     assert t.DEBEZIUM_PSA_PASSWORD_ENV in env
     assert t.DEBEZIUM_CRM_PASSWORD_ENV in env
+    assert t.DEBEZIUM_ERP_PASSWORD_ENV in env
 
 
 def test_billsync_service_gets_the_six_connection_settings(compose: dict[str, Any]) -> None:
