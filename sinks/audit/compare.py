@@ -1,14 +1,29 @@
-"""Compare the target state with ``billing_line_state``, the ledger and the invoice schedule."""
+"""Compare the target state with ``billing_line_state``, the ledger and the invoice schedule.
+
+Per item the ledger is checked twice: its sums (amount, tax_amount) equal the target's, and
+its **net posting** carries the target's dimensions (:func:`dataflows.billing.ledger.
+dimension_mismatches`): every entry since the item's newest charge — the entries that make
+up the current non-zero net — has the target's billing dimensions (customer, legal entity,
+item code, revenue account, cost center, contract, project, period, currency), and the
+newest entry also its work_date, hours and rate. A difference is reported as the field
+``net <dimension>``; where entries of one net posting disagree, ``actual`` lists the values.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from dataflows.billing.ledger import (
+    DIMENSIONS,
+    NetPosting,
+    dimension_mismatches,
+    net_posting,
+)
 from dataflows.billing.target import ZERO, LineKey, LineTarget, ScheduleLine
 from sinks.erp import tables as t
 from sinks.erp.writer import STATE_FIELDS
@@ -60,27 +75,28 @@ def compare(
                 diffs.append(
                     Difference("billing_line_state", name, f, _value(getattr(want, f)), have[f])
                 )
-    sums: dict[LineKey, tuple[Decimal, Decimal]] = {}
-    tx = t.erp_billing_transactions
-    for st, sid, amount, tax in conn.execute(
-        select(tx.c.source_type, tx.c.source_id, tx.c.amount, tx.c.tax_amount)
-    ):
-        a, b = sums.get((st, sid), (ZERO, ZERO))
-        sums[(st, sid)] = (a + amount, b + tax)
-    for key in sorted(set(lines) | set(sums)):
+    nets = _net_postings(conn)
+    for key in sorted(set(lines) | set(nets)):
         target = lines.get(key)
+        net = nets.get(key, NetPosting())
         expected = (target.billed_amount, target.tax_amount) if target else (ZERO, ZERO)
-        have_s = sums.get(key, (ZERO, ZERO))
+        have_s = (net.amount, net.tax_amount)
+        name = f"{key[0]}:{key[1]}"
         if expected != have_s:
             diffs.append(
                 Difference(
                     "erp_billing_transactions",
-                    f"{key[0]}:{key[1]}",
+                    name,
                     "sum(amount), sum(tax_amount)",
                     expected,
                     have_s,
                 )
             )
+        elif target is not None:
+            for dim, want_d, have_d in dimension_mismatches(target, net):
+                diffs.append(
+                    Difference("erp_billing_transactions", name, f"net {dim}", want_d, have_d)
+                )
     sched = {r["milestone_id"]: r for r in conn.execute(select(t.invoice_schedule)).mappings()}
     for mid in sorted(set(schedule) | set(sched)):
         want_s, have_r = schedule.get(mid), sched.get(mid)
@@ -99,3 +115,17 @@ def compare(
             if getattr(want_s, f) != have_r[f]:
                 diffs.append(Difference("invoice_schedule", mid, f, getattr(want_s, f), have_r[f]))
     return diffs
+
+
+def _net_postings(conn: Connection) -> dict[LineKey, NetPosting]:
+    """Every item's :class:`NetPosting`, one pass over the ledger in item order."""
+    tx = t.erp_billing_transactions
+    cols = [tx.c[c] for c in ("source_type", "source_id", "amount", "tax_amount", "entry_type")]
+    query = select(*cols, *(tx.c[d] for d in DIMENSIONS)).order_by(
+        tx.c.source_type, tx.c.source_id, tx.c.seq
+    )
+    rows = conn.execute(query).mappings()
+    return {
+        key: net_posting(entries)
+        for key, entries in groupby(rows, key=lambda r: (r["source_type"], r["source_id"]))
+    }
