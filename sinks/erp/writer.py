@@ -45,7 +45,17 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import (
     Retrying,
@@ -94,6 +104,9 @@ STATE_FIELDS = (
     "billable",
 )
 _CHUNK = 500
+_LINE_KEY = ("source_type", "source_id")
+# billing_line_state columns in a secondary index (sinks/erp/tables.py)
+_INDEXED_LINE_COLUMNS = ("project_id", "period", "state", "reason", "contract_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +261,7 @@ class ErpWriter:
 
         if ledger_rows:
             conn.execute(insert(t.erp_billing_transactions), ledger_rows)
-        self._write_lines(conn, upserts, deletes)
+        self._write_lines(conn, upserts, deletes, stored)
         n_sched = self._write_schedule(conn, sched)
         if outbox:
             outbox.sort(key=lambda r: r[0])  # stable: per emission, transactions then events
@@ -282,17 +295,43 @@ class ErpWriter:
         return out, last
 
     def _write_lines(
-        self, conn: Connection, upserts: list[dict[str, Any]], deletes: list[LineKey]
+        self,
+        conn: Connection,
+        upserts: list[dict[str, Any]],
+        deletes: list[LineKey],
+        stored: dict[LineKey, dict[str, Any]],
     ) -> None:
+        """Rows the ERP holds are UPDATEd in place (one executemany): only the columns
+        change, not the indexes' keys, so a batch dirties few pages however large the table;
+        new rows are inserted, gone rows deleted (one DELETE per chunk, not one per line)."""
         s = t.billing_line_state
-        by_type: dict[str, list[str]] = {}
-        for st, sid in [(r["source_type"], r["source_id"]) for r in upserts] + deletes:
-            by_type.setdefault(st, []).append(sid)
-        for st, ids in by_type.items():  # one DELETE per chunk, not one per line
+        for source_type, ids in _by_source_type(deletes).items():
             for chunk in _chunks(ids):
-                conn.execute(delete(s).where(s.c.source_type == st, s.c.source_id.in_(chunk)))
-        if upserts:
-            conn.execute(insert(s), upserts)
+                conn.execute(
+                    delete(s).where(s.c.source_type == source_type, s.c.source_id.in_(chunk))
+                )
+        # SQLite maintains an index when its columns are SET, whatever the values: a row whose
+        # indexed columns stay is updated without them
+        same_keys: list[dict[str, Any]] = []
+        moved_keys: list[dict[str, Any]] = []
+        for r in upserts:
+            old = stored.get((r["source_type"], r["source_id"]))
+            if old is None:
+                continue
+            same = all(old[c] == r[c] for c in _INDEXED_LINE_COLUMNS)
+            skip = _LINE_KEY + (_INDEXED_LINE_COLUMNS if same else ())
+            row = {c: v for c, v in r.items() if c not in skip}
+            row.update(key_type=r["source_type"], key_id=r["source_id"])
+            (same_keys if same else moved_keys).append(row)
+        by_key = update(s).where(
+            s.c.source_type == bindparam("key_type"), s.c.source_id == bindparam("key_id")
+        )
+        for rows in (same_keys, moved_keys):
+            if rows:
+                conn.execute(by_key, rows)
+        fresh = [r for r in upserts if (r["source_type"], r["source_id"]) not in stored]
+        if fresh:
+            conn.execute(insert(s), fresh)
 
     def _write_schedule(self, conn: Connection, sched: dict[str, ScheduleLine | None]) -> int:
         s = t.invoice_schedule
@@ -315,8 +354,8 @@ class ErpWriter:
 
     def _mark_dirty(self, conn: Connection, dirty: dict[tuple[str, str], str | None]) -> None:
         d = t.recon_dirty
-        for project_id, period in dirty:
-            conn.execute(delete(d).where(d.c.project_id == project_id, d.c.period == period))
+        for chunk in _chunks(sorted(dirty)):  # one DELETE per chunk of keys, not one per key
+            conn.execute(delete(d).where(tuple_(d.c.project_id, d.c.period).in_(chunk)))
         if dirty:
             conn.execute(
                 insert(d),

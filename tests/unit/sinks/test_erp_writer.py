@@ -19,7 +19,7 @@ from dataflows.billing.target import (
     State,
 )
 from sinks.erp import tables as t
-from sinks.erp.writer import Emission, ErpWriter
+from sinks.erp.writer import Emission, ErpWriter, line_row
 
 D = Decimal
 
@@ -282,3 +282,22 @@ def test_a_replay_of_a_line_that_ends_without_line_state_re_emits_its_events(
         ("entered", "p1"),
         ("released", "p2"),
     ] * 2
+
+
+# (case, second target) — the stored row equals it, whether its indexed columns move or not
+RESTATES = [
+    ("amounts only", target("480.00")),
+    ("state and reason", held_line()),
+    ("project and period", target("960.00", project_id="P2", period="2026-04")),
+]
+
+
+@pytest.mark.parametrize("second", [c[1] for c in RESTATES], ids=[c[0] for c in RESTATES])
+def test_a_stored_line_state_is_updated_in_place(
+    writer: ErpWriter, db: Engine, second: LineTarget
+) -> None:
+    writer.apply([em(target("960.00"), "p1")])
+    writer.apply([em(second, "p2")])
+    with db.connect() as c:
+        (row,) = c.execute(select(t.billing_line_state)).mappings().all()
+    assert dict(row) == line_row(second, "p2", datetime(2026, 4, 1, tzinfo=UTC))
