@@ -6,10 +6,16 @@ sequence numbers and the outbox. The lock is the database's own, so it dies with
 process that holds it (no stale lock after ``kill -9``):
 
 - PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a dedicated connection,
-  kept open while the writer lives; advisory locks are per database, so two ERP databases on
-  one server do not interfere.
+  kept open while the writer lives. Its key is a hash of the ERP schema
+  (``current_schema()``: the first schema of the search_path, where the ERP tables live) and
+  advisory locks are per database, so two ERPs — other databases, or other schemas of one
+  database as the e2e tests use — do not interfere.
 - SQLite (a file): an exclusive ``fcntl.flock`` on ``<database file>.writer-lock`` beside it.
   An in-memory SQLite database is private to its process: nothing to lock.
+
+A lock still held is waited for up to :data:`GRACE_S` before refusing: a run restarted at
+once after ``kill -9`` may find the old session not yet gone (the server notices the closed
+socket within moments).
 
 When the lock is taken, the holder (host, pid, start time) is written to ``erp_writer_lock``;
 a refused writer reads it and raises :class:`WriterLockedError` naming the first one.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,8 +45,10 @@ from sinks.erp import tables as t
 log = structlog.get_logger(__name__)
 
 NAME = "erp"
-# the advisory lock key: fixed, so every billsync process agrees on it ("billsync" in ASCII)
-PG_KEY = 0x62696C6C73796E63
+# the advisory lock key: a 64-bit hash of this text and the ERP schema (same in every process)
+PG_KEY = "hashtextextended('billsync-erp-writer:' || current_schema(), 0)"
+GRACE_S = 5.0  # wait this long for a held lock before refusing (see the module docstring)
+_POLL_S = 0.25
 
 
 class WriterLockedError(BillsyncError):
@@ -133,18 +142,34 @@ def check(engine: Engine) -> None:
     """Raise :class:`WriterLockedError` if a writer holds the lock now; take nothing."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            free = conn.execute(text("SELECT pg_try_advisory_lock_shared(:k)"), {"k": PG_KEY})
-            if not free.scalar():
+            if not _waited(lambda: _pg_try(conn, shared=True)):
                 raise WriterLockedError(_where(engine), _holder(engine))
-            conn.execute(text("SELECT pg_advisory_unlock_shared(:k)"), {"k": PG_KEY})
+            conn.execute(text(f"SELECT pg_advisory_unlock_shared({PG_KEY})"))
     elif engine.dialect.name == "sqlite":
         path = _lock_file(engine)
         if path is None:
             return
         with _open(path) as fh:
-            if not _flock(fh, fcntl.LOCK_SH):
+            if not _waited(lambda: _flock(fh, fcntl.LOCK_SH)):
                 raise WriterLockedError(_where(engine), _holder(engine))
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _waited(attempt: Callable[[], bool]) -> bool:
+    """``attempt()`` until it succeeds or :data:`GRACE_S` has passed."""
+    deadline = time.monotonic() + GRACE_S
+    while not attempt():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
+
+
+def _pg_try(conn: Connection, *, shared: bool) -> bool:
+    fn = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    got = bool(conn.execute(text(f"SELECT {fn}({PG_KEY})")).scalar())  # fixed SQL, no input
+    conn.commit()  # a session lock outlives the transaction
+    return got
 
 
 def _nothing() -> None:
@@ -163,9 +188,7 @@ def _record(conn: Connection, holder: Holder) -> None:
 def _acquire_pg(engine: Engine, holder: Holder) -> Callable[[], None]:
     conn = engine.connect()  # dedicated: the session holds the lock while it lives
     try:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_KEY}).scalar()
-        conn.commit()  # the session lock outlives the transaction
-        if not got:
+        if not _waited(lambda: _pg_try(conn, shared=False)):
             raise WriterLockedError(_where(engine), _holder(engine))
         _record(conn, holder)
         conn.commit()
@@ -176,7 +199,7 @@ def _acquire_pg(engine: Engine, holder: Holder) -> Callable[[], None]:
 
     def release() -> None:
         try:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_KEY})
+            conn.execute(text(f"SELECT pg_advisory_unlock({PG_KEY})"))
             conn.commit()
         finally:  # never pool a connection that may still hold the session lock
             conn.invalidate()
@@ -202,7 +225,7 @@ def _acquire_sqlite(engine: Engine, holder: Holder) -> Callable[[], None]:
     if path is None:
         return _nothing
     fh = _open(path)
-    if not _flock(fh, fcntl.LOCK_EX):
+    if not _waited(lambda: _flock(fh, fcntl.LOCK_EX)):
         fh.close()
         raise WriterLockedError(_where(engine), _holder(engine))
     try:

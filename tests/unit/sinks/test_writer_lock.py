@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,10 +14,16 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from ops.runner import refuse_second_writer
+from sinks.erp import writer_lock
 from sinks.erp.sink import ErpSink
 from sinks.erp.writer_lock import WriterLock, WriterLockedError, check
 
 STARTED = datetime(2026, 4, 1, 8, 30, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_lock, "GRACE_S", 0.0)  # refuse at once in these tests
 
 
 @pytest.fixture
@@ -77,5 +84,19 @@ def test_an_in_memory_erp_needs_no_lock() -> None:
         one, two = WriterLock.acquire(engine), WriterLock.acquire(engine)
         one.release()
         two.release()
+    finally:
+        engine.dispose()
+
+
+def test_a_lock_freed_within_the_grace_period_is_taken(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run restarted right after kill -9 may find the old holder not yet gone."""
+    engine = create_engine(url)
+    try:
+        held = WriterLock.acquire(engine)
+        threading.Timer(0.3, held.release).start()
+        monkeypatch.setattr(writer_lock, "GRACE_S", 5.0)
+        WriterLock.acquire(engine).release()
     finally:
         engine.dispose()
