@@ -7,9 +7,10 @@ batch costs the same whatever the ledger's size. This bench shows it, in one run
 1. for each size (``small``, then ``large`` ledger rows — 10k and 5M by default) a fresh ERP
    is filled with synthetic billed timesheet items: two ledger entries each (a charge and an
    adjustment) and their ``billing_line_state`` rows (bulk inserts, not timed);
-2. ``repeat`` batches of ``batch`` emissions are applied with
-   :meth:`~sinks.erp.writer.ErpWriter.apply` and timed: half change items already in the
-   ledger (an adjustment each), half bill new items (a charge each), each batch different;
+2. ``repeat`` batches of ``batch`` emissions per size are applied with
+   :meth:`~sinks.erp.writer.ErpWriter.apply` and timed, the two sizes alternating (so
+   background load weighs on both alike): half change items already in the ledger (an
+   adjustment each), half bill new items (a charge each), each batch different;
 3. it prints the median batch time per size and their ratio (target: at most 1.5).
 
 The ERP is SQLite in a temporary directory by default. With ``--on-erp`` it is the PostgreSQL
@@ -25,7 +26,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -213,16 +214,11 @@ def _batch(items: int, size: int, round_: int) -> list[Emission]:
     return out
 
 
-def time_batches(engine: Engine, items: int, size: int, repeat: int) -> list[float]:
-    writer = ErpWriter(engine, clock=lambda: NOW)
-    writer.apply(_batch(items, size, repeat + 1))  # warm-up (caches, prepared statements)
-    seconds = []
-    for round_ in range(repeat):
-        batch = _batch(items, size, round_)
-        began = time.perf_counter()
-        result = writer.apply(batch)
-        seconds.append(time.perf_counter() - began)
-        assert len(result.entries) == size, "every emission of the bench posts one entry"
+def _timed(writer: ErpWriter, batch: list[Emission]) -> float:
+    began = time.perf_counter()
+    result = writer.apply(batch)
+    seconds = time.perf_counter() - began
+    assert len(result.entries) == len(batch), "every emission of the bench posts one entry"
     return seconds
 
 
@@ -262,30 +258,33 @@ def run_writer(
     say: Callable[[str], None] = lambda _m: None,
     progress: Callable[[int], None] = lambda _n: None,
 ) -> dict[str, Any]:
-    """Median batch time with ``small`` and with ``large`` ledger rows, and their ratio."""
-    sizes = []
-    with tempfile.TemporaryDirectory(prefix="billsync-bench-writer-") as tmp:
+    """Median batch time with ``small`` and with ``large`` ledger rows, and their ratio.
+
+    Both ERPs are loaded first, then their batches alternate (small, large, small, ...), so
+    whatever else the machine does weighs on both sizes alike."""
+    sizes: list[dict[str, Any]] = []
+    timed: list[tuple[ErpWriter, int, list[float]]] = []
+    with tempfile.TemporaryDirectory(prefix="billsync-bench-writer-") as tmp, ExitStack() as stack:
         for label, rows in (("small", small), ("large", large)):
             erp = _pg_schema(pg_url, label) if pg_url else _sqlite(Path(tmp), label)
-            with erp as engine:
-                began = time.perf_counter()
-                items = fill(engine, rows, progress)
-                engine.dispose()  # the timed batches use fresh connections, default settings
-                load_s = time.perf_counter() - began
-                say(f"{label}: {rows} ledger rows loaded in {load_s:.1f}s")
-                seconds = time_batches(engine, items, batch, repeat)
-            median = statistics.median(seconds)
-            say(f"{label}: median batch {median * 1000:.1f} ms")
-            sizes.append(
-                {
-                    "ledger_rows": rows,
-                    "batch": batch,
-                    "batches": repeat,
-                    "median_ms": round(median * 1000, 2),
-                    "max_ms": round(max(seconds) * 1000, 2),
-                    "load_s": round(load_s, 1),
-                }
-            )
+            engine = stack.enter_context(erp)
+            began = time.perf_counter()
+            items = fill(engine, rows, progress)
+            engine.dispose()  # the timed batches use fresh connections, default settings
+            load_s = time.perf_counter() - began
+            say(f"{label}: {rows} ledger rows loaded in {load_s:.1f}s")
+            writer = ErpWriter(engine, clock=lambda: NOW)
+            writer.apply(_batch(items, batch, repeat + 1))  # warm-up: caches, statements
+            timed.append((writer, items, []))
+            sizes.append({"ledger_rows": rows, "batch": batch, "batches": repeat,
+                          "load_s": round(load_s, 1)})  # fmt: skip
+        for round_ in range(repeat):
+            for writer, items, seconds in timed:
+                seconds.append(_timed(writer, _batch(items, batch, round_)))
+    for size, (_w, _i, seconds) in zip(sizes, timed, strict=True):
+        size["median_ms"] = round(statistics.median(seconds) * 1000, 2)
+        size["max_ms"] = round(max(seconds) * 1000, 2)
+        say(f"{size['ledger_rows']} ledger rows: median batch {size['median_ms']} ms")
     ratio = sizes[1]["median_ms"] / sizes[0]["median_ms"] if sizes[0]["median_ms"] else 0.0
     return {
         "database": "postgresql" if pg_url else "sqlite",
