@@ -124,7 +124,8 @@ class WriterLock:
         return cls(engine, release)
 
     def release(self) -> None:
-        """Give the lock back (idempotent); the holder row is removed first."""
+        """Give the lock back (idempotent, never raises: the sink calls it from ``close``);
+        the holder row is removed first."""
         if self._released:
             return
         self._released = True
@@ -134,8 +135,10 @@ class WriterLock:
                 conn.execute(delete(w).where(w.c.name == NAME, w.c.pid == os.getpid()))
         except Exception as exc:  # the row is information only; the lock goes anyway
             log.warning("erp_writer_lock_row_not_removed", error=str(exc))
-        finally:
+        try:
             self._release()
+        except Exception as exc:  # a dead session or file: its lock is gone with it
+            log.warning("erp_writer_lock_release_failed", error=str(exc))
 
 
 def check(engine: Engine) -> None:

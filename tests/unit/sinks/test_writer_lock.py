@@ -100,3 +100,16 @@ def test_a_lock_freed_within_the_grace_period_is_taken(
         WriterLock.acquire(engine).release()
     finally:
         engine.dispose()
+
+
+def test_release_never_raises(url: str) -> None:
+    """The sink releases from ``close``, which must not raise (a dead PostgreSQL session)."""
+
+    def dead_session() -> None:
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    engine = create_engine(url)
+    try:
+        WriterLock(engine, dead_session).release()
+    finally:
+        engine.dispose()
