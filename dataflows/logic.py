@@ -24,9 +24,19 @@ from sinks.erp.writer import Emission
 REEVALUATION = "mappings-changed"
 
 
-def emissions(delta: Delta, position: str | None, source_ts: datetime | None) -> list[Emission]:
-    out = [Emission(u, position, source_ts) for u in delta.lines]
-    out.extend(Emission(u, position, source_ts) for u in delta.schedule)
+def emissions(
+    delta: Delta,
+    position: str | None,
+    source_ts: datetime | None,
+    closed_through: str | None = None,
+) -> list[Emission]:
+    """The emissions of one delta, a close or reopen first (the writer applies it before
+    the line changes it caused); ``closed_through`` is the latest closed period after it."""
+    out = []
+    if delta.period is not None:
+        out.append(Emission(delta.period, position, source_ts, closed_through))
+    out.extend(Emission(u, position, source_ts, closed_through) for u in delta.lines)
+    out.extend(Emission(u, position, source_ts, closed_through) for u in delta.schedule)
     return out
 
 
@@ -45,7 +55,12 @@ class BillingLogic(StatefulLogic[Change, Emission, bytes]):
         state: EngineState = loads(resume, self._segments)
         self._engine = BillingEngine.restore(state)
         if self._engine.fingerprint != mappings.fingerprint:
-            self._pending = emissions(self._engine.with_mappings(mappings), REEVALUATION, None)
+            self._pending = emissions(
+                self._engine.with_mappings(mappings),
+                REEVALUATION,
+                None,
+                self._engine.closed_through,
+            )
 
     @property
     def engine(self) -> BillingEngine:
@@ -54,7 +69,8 @@ class BillingLogic(StatefulLogic[Change, Emission, bytes]):
     def on_item(self, value: Change) -> tuple[Iterable[Emission], bool]:
         out, self._pending = self._pending, []
         delta = self._engine.apply(value)
-        out.extend(emissions(delta, str(value.position), value.source_ts))
+        closed = self._engine.closed_through
+        out.extend(emissions(delta, str(value.position), value.source_ts, closed))
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Emission], bool]:

@@ -31,6 +31,7 @@ from dataflows.progress import PROGRESS
 from ops import topic_admin
 from ops.settings import Settings, get_settings
 from schemas.registry import TOPICS
+from sinks.erp import writer_lock
 from sinks.erp.sink import ErpSink
 from sinks.erp.tables import erp_billing_transactions
 from sinks.kafka.outbox import OutboxRelay
@@ -136,8 +137,20 @@ def erp_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def refuse_second_writer(erp_url: str) -> None:
+    """Refuse at start, before Kafka topics or Bytewax are touched, when another writer holds
+    the ERP (:func:`sinks.erp.writer_lock.check`). The sink partition then takes the lock
+    for real (``single_writer``) and holds it while the flow runs."""
+    engine = erp_engine(erp_url)
+    try:
+        writer_lock.check(engine)
+    finally:
+        engine.dispose()
+
+
 def production_flow(settings: Settings) -> Dataflow:
     erp_url = settings.require("erp_db_url")
+    refuse_second_writer(erp_url)
     registry = settings.schema_registry_url
     bootstrap = settings.kafka_bootstrap
     ensure_topics(settings, (*settings.source_topics, *TOPICS))
@@ -158,6 +171,7 @@ def production_flow(settings: Settings) -> Dataflow:
             recon_every_s=settings.recon_interval_s,
             idle_flush=True,
             retry_for_seconds=settings.erp_retry_s,
+            single_writer=True,
         ),
         segment_dir=recovery_dir(settings) / "finals",
     )
@@ -170,11 +184,12 @@ def replay_file(path: Path, erp_url: str, *, workers: int = 1) -> int:
     Kafka-bound records stay in the ERP's ``billing_outbox`` table for inspection.
     """
     schemas, records = read_capture(path)
+    refuse_second_writer(erp_url)
     flow = build_flow(
         CaptureSource(records),
         decoder=lambda: ChangeDecoder(schemas),
         mappings=load_mappings(get_settings().reference_dir),
-        erp_sink=ErpSink(lambda: erp_engine(erp_url)),
+        erp_sink=ErpSink(lambda: erp_engine(erp_url), single_writer=True),
     )
     cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     return len(records)

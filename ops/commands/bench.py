@@ -7,10 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
+from dataflows.errors import ConfigError
 from ops.console import console, emit_json, emit_table
 from ops.settings import get_settings
 
-app = typer.Typer(help="Benchmarks: core throughput, state size and resume, live latency.")
+app = typer.Typer(
+    help="Benchmarks: core throughput, state size and resume, live latency, ERP batch time."
+)
 
 JSON = Annotated[bool, typer.Option("--json", help="print figures as JSON")]
 
@@ -72,3 +75,55 @@ def e2e(
         return
     rows = [{"figure": k, "value": v} for k, v in result.items() if k != "targets"]
     emit_table(rows, ["figure", "value"], title=f"bench e2e: {rate}/s for {seconds}s")
+
+
+@app.command("writer")
+def writer(
+    small: Annotated[int, typer.Option(min=2, help="ledger rows of the small ERP")] = 10_000,
+    large: Annotated[int, typer.Option(min=2, help="ledger rows of the large ERP")] = 5_000_000,
+    batch: Annotated[int, typer.Option(min=2, help="emissions per timed batch")] = 500,
+    repeat: Annotated[int, typer.Option(min=1, help="timed batches per size")] = 5,
+    on_erp: Annotated[
+        bool,
+        typer.Option(
+            "--on-erp",
+            help="use the PostgreSQL database of ERP_DB_URL (a throwaway schema) "
+            "instead of SQLite in a temporary directory",
+        ),
+    ] = False,
+    as_json: JSON = False,
+) -> None:
+    """ERP batch time with a small and a large ledger, and their ratio (target: <= 1.5)."""
+    from ops.bench.writer import run_writer
+
+    pg_url = None
+    if on_erp:
+        pg_url = get_settings().require("erp_db_url")
+        if not pg_url.startswith("postgresql"):
+            raise ConfigError(
+                "--on-erp needs a PostgreSQL ERP",
+                field="ERP_DB_URL",
+                fix="point ERP_DB_URL at PostgreSQL, or leave --on-erp out (SQLite)",
+            )
+    if as_json:
+        emit_json(run_writer(small, large, batch=batch, repeat=repeat, pg_url=pg_url))
+        return
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("loading ledgers", total=small + large)
+        result = run_writer(
+            small,
+            large,
+            batch=batch,
+            repeat=repeat,
+            pg_url=pg_url,
+            say=_say(as_json),
+            progress=lambda n: bar.advance(task, n),
+        )
+    cols = ["ledger_rows", "batch", "batches", "median_ms", "max_ms", "load_s"]
+    verdict = "within" if result["within_target"] else "OVER"
+    emit_table(
+        result["sizes"],
+        cols,
+        title=f"bench writer ({result['database']}): ratio {result['ratio']} "
+        f"({verdict} target {result['target_ratio']})",
+    )

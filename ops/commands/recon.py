@@ -31,8 +31,9 @@ from ops.runner import erp_engine
 from ops.settings import get_settings
 from ops.sourcedb.engines import crm_engine, psa_engine
 from ops.topics import TopicReader
-from sinks.audit.compare import compare
+from sinks.audit.compare import compare, read_finals
 from sinks.audit.sources import read_world
+from sinks.erp.migrate import upgrade
 from sinks.erp.records import RECON_TOPIC
 from sinks.queries import audit_runs, figures
 from sinks.queries.parquet import write_figures
@@ -77,11 +78,13 @@ def audit(
         task = progress.add_task("reading PSA and CRM")
         world = read_world(psa_engine(settings), crm_engine(settings))
         progress.update(task, description="computing the target state")
-        lines, schedule = compute_targets(world, load_mappings(settings.reference_dir))
-        progress.update(task, description="comparing with the ERP")
         erp = erp_engine(settings.require("erp_db_url"))
+        upgrade(erp)  # an ERP from before closed periods has no `final` column yet
         with erp.connect() as conn:
-            diffs = compare(conn, lines, schedule)
+            finals = read_finals(conn)  # SPEC 2b: the ERP's record of final items
+            lines, schedule = compute_targets(world, load_mappings(settings.reference_dir), finals)
+            progress.update(task, description="comparing with the ERP")
+            diffs = compare(conn, lines, schedule, finals)
         ensure(erp)
         with erp.begin() as conn:
             run = audit_runs.AuditRun(datetime.now(UTC), len(lines), len(schedule), len(diffs))
@@ -90,6 +93,7 @@ def audit(
         emit_json(
             {
                 "lines": len(lines),
+                "final_lines": len(finals),
                 "schedule": len(schedule),
                 "differences": [asdict(d) for d in diffs],
             }
@@ -102,8 +106,9 @@ def audit(
         )
     else:
         console.print(
-            f"[green]clean[/]: {len(lines)} line states, their ledger sums and "
-            f"{len(schedule)} invoice-schedule lines equal the target state"
+            f"[green]clean[/]: {len(lines)} open line states, their ledger sums and "
+            f"{len(schedule)} invoice-schedule lines equal the target state; "
+            f"{len(finals)} final lines equal their frozen values"
         )
     if diffs:
         raise typer.Exit(1)

@@ -26,7 +26,10 @@ def jsonable(value: Any) -> Any:
 
 
 def transaction_record(
-    entry: LedgerEntry, source_position: str | None, created_at: datetime
+    entry: LedgerEntry,
+    source_position: str | None,
+    created_at: datetime,
+    posting_period: str | None = None,
 ) -> dict[str, Any]:
     return {
         "transaction_id": entry.transaction_id,
@@ -41,6 +44,7 @@ def transaction_record(
         "cost_center": entry.cost_center,
         "work_date": entry.work_date,
         "period": entry.period,
+        "posting_period": posting_period,
         "hours": entry.hours,
         "rate": entry.rate,
         "amount": entry.amount,
@@ -73,8 +77,21 @@ def exception_event(
         event = "entered"
     else:
         event = "released"
+    return _event(event, None, old, new, source_position, occurred_at)
+
+
+def _event(
+    event: str,
+    reason: str | None,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    source_position: str | None,
+    occurred_at: datetime,
+) -> dict[str, Any]:
+    """A ``billing.exceptions`` record: the line's figures are the new side's (or, when the
+    line no longer has a state, the old side's)."""
     side = new if new is not None else old
-    assert side is not None  # one of them is in the queue
+    assert side is not None  # an event is about a line that has or had a state
     return {
         "source_type": side["source_type"],
         "source_id": side["source_id"],
@@ -86,6 +103,7 @@ def exception_event(
         "old_reason": old["reason"] if old else None,
         "new_state": new["state"] if new else None,
         "new_reason": new["reason"] if new else None,
+        "reason": reason,
         "billable_amount": side["billable_amount"],
         "billed_amount": side["billed_amount"],
         "held_amount": side["held_amount"],
@@ -94,3 +112,17 @@ def exception_event(
         "source_position": source_position,
         "occurred_at": occurred_at,
     }
+
+
+CHANGED_AFTER_CLOSE = "CHANGED_AFTER_CLOSE"
+
+
+def correction_event(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any] | None,
+    source_position: str | None,
+    occurred_at: datetime,
+) -> dict[str, Any]:
+    """The ``billing.exceptions`` event of a final line reopened by its own row (SPEC 2b):
+    ``old`` is the frozen line state, ``new`` what it is now (None: no line state)."""
+    return _event("corrected", CHANGED_AFTER_CLOSE, old, new, source_position, occurred_at)

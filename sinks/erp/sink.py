@@ -12,7 +12,10 @@ the ERP holds post nothing; pending outbox rows are published first (``build_par
 
 It is a ``FixedPartitionedSink`` with ONE partition: every item (line changes, schedule
 changes, dead letters from any worker) is routed to the partition's single primary worker, so
-the ERP has exactly one writer and the outbox one relay, whatever the worker count.
+the ERP has exactly one writer and the outbox one relay, whatever the worker count. With
+``single_writer`` (``billsync run``) the partition also holds the ERP's writer lock
+(:mod:`sinks.erp.writer_lock`) from before it writes anything until it closes, so a second
+``billsync run`` on the same ERP is refused instead of racing the first.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataflows.errors import DeliveryError
 from sinks.erp import recon
 from sinks.erp.records import DLQ_TOPIC, jsonable
 from sinks.erp.writer import Emission, ErpWriter
+from sinks.erp.writer_lock import WriterLock
 from sinks.kafka import quarantine
 from sinks.kafka.outbox import OutboxRelay, enqueue
 
@@ -71,11 +75,15 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         clock: Callable[[], datetime],
         idle_flush: bool = False,
         retry_for_seconds: float = ERP_RETRY_S,
+        *,
+        single_writer: bool = False,
     ) -> None:
         self._lock = threading.Lock()  # write_batch, close and the idle timer take turns
         self._engine = engine
         self._writer = ErpWriter(engine, retry_for_seconds=retry_for_seconds, clock=clock)
         self._writer.ensure_schema()
+        # refused here, before anything is written or relayed, if another writer runs
+        self._writer_lock = WriterLock.acquire(engine, clock=clock) if single_writer else None
         self._relay = relay
         self._recon_every = recon_every_s
         self._last_recon = 0.0
@@ -184,6 +192,8 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
             except Exception as exc:  # see the docstring: never raise from close
                 log.error("recon_snapshot_not_written", error=str(exc))
             self._publish(now=True)
+            if self._writer_lock is not None:
+                self._writer_lock.release()
 
 
 class ErpSink(FixedPartitionedSink[SinkItem, None]):
@@ -195,7 +205,9 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
     Bytewax 0.21 — the inputs spun waiting for an epoch that never completed — so timing
     lives in the sink instead.) ``retry_for_seconds`` is how long a batch waits out an
     unreachable ERP before it raises; ``billsync run``'s stall watchdog waits longer
-    (``ops/settings.py`` refuses ``BILLSYNC_STALL_EXIT_S`` <= ``BILLSYNC_ERP_RETRY_S``)."""
+    (``ops/settings.py`` refuses ``BILLSYNC_STALL_EXIT_S`` <= ``BILLSYNC_ERP_RETRY_S``).
+    ``single_writer`` takes the ERP's writer lock for the partition's lifetime (see the module
+    docstring)."""
 
     def __init__(
         self,
@@ -205,10 +217,12 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
         recon_every_s: float = 3.0,
         idle_flush: bool = False,
         retry_for_seconds: float = ERP_RETRY_S,
+        single_writer: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine_factory = engine_factory
         self._retry_for = retry_for_seconds
+        self._single_writer = single_writer
         self._relay_factory = relay_factory
         self._recon_every = recon_every_s
         self._idle_flush = idle_flush
@@ -224,5 +238,11 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
         engine = self._engine_factory()
         relay = self._relay_factory(engine) if self._relay_factory else None
         return _ErpPartition(
-            engine, relay, self._recon_every, self._clock, self._idle_flush, self._retry_for
+            engine,
+            relay,
+            self._recon_every,
+            self._clock,
+            self._idle_flush,
+            self._retry_for,
+            single_writer=self._single_writer,
         )

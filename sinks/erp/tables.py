@@ -11,6 +11,9 @@ SPEC tables: ``erp_billing_transactions`` (append-only ledger), ``billing_line_s
 - ``outbox_quarantine``: outbox records that cannot be encoded for their topic, set aside so
   they hold back nothing (:mod:`sinks.kafka.quarantine`; ``billsync outbox quarantine``).
 - ``recon_dirty``: (project_id, period) keys whose figures changed since the last snapshot.
+- ``erp_writer_lock``: who holds the ERP's single-writer lock (host, pid, start time), written
+  when the lock is taken so a refused second ``billsync run`` can name the first
+  (:mod:`sinks.erp.writer_lock`; the lock itself is the database's, not this row).
 
 Closed periods (SPEC 2b): ``accounting_periods`` (finance's period calendar, written by
 ``billsync periods``, captured by the ``erp`` Debezium connector), ``billing_line_state.final``
@@ -98,6 +101,16 @@ billing_line_state = Table(
     Index("ix_bls_final_period", "final_period"),
     Index("ix_bls_state_reason", "state", "reason"),
     Index("ix_bls_contract", "contract_id"),
+)
+
+# one row per lock name ("erp"): the holder of the single-writer lock, for the refusal message
+erp_writer_lock = Table(
+    "erp_writer_lock",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
 )
 
 invoice_schedule = Table(

@@ -1,18 +1,37 @@
 """The ERP writer: applies target changes to the ERP tables, exactly once per effect.
 
 Guarantee: after any crash and replay, for every source item the ledger
-(``erp_billing_transactions``) nets to the item's target and no effect is posted twice.
+(``erp_billing_transactions``) nets to the item's target, its net posting carries the
+target's dimensions, and no effect is posted twice.
 
 How: each batch is applied in ONE database transaction that
-1. coalesces the batch to the last target per line (a replayed burst posts only its result);
-2. reads what the ERP already holds for those lines (``billing_line_state`` and the ledger
-   sums), so the *database* is the truth, not the dataflow's memory;
-3. appends only the difference (:func:`dataflows.billing.ledger.postings`) with deterministic
-   transaction ids (a unique key refuses a duplicate even under a stale read);
-4. upserts or deletes the line state, the invoice schedule, and writes the Kafka records
-   (transactions, exception events) into ``billing_outbox`` and the touched
-   (project, period) keys into ``recon_dirty`` — all in the same transaction.
-A replayed target equal to what the ERP holds changes nothing and emits nothing.
+1. groups the batch per line, keeping every target of the line in emission order;
+2. reads what the ERP already holds for those lines (``billing_line_state`` and the ledger,
+   by the full key (source_type, source_id) of their indexes: a batch reads only its own
+   items' rows, whatever the ledger's size), so the *database* is the truth, not the
+   dataflow's memory;
+3. appends only the net difference to the line's LAST target
+   (:func:`dataflows.billing.ledger.postings`: a changed ledger dimension is a reversal under
+   the old dimensions and a charge under the new ones) with deterministic transaction ids
+   (a unique key refuses a duplicate even under a stale read); intermediate targets of the
+   batch post nothing;
+4. emits one ``billing.exceptions`` event per state change the engine decided, in order —
+   also for a line held and released within the batch (:func:`_transitions`);
+5. upserts or deletes the line state, the invoice schedule, and writes the Kafka records
+   (transactions, exception events, in emission order) into ``billing_outbox`` and the
+   touched (project, period) keys into ``recon_dirty`` — all in the same transaction.
+
+Replays. A replayed target equal to what the ERP holds posts nothing. Exception events of a
+replay are recognised by the stored line state: it carries the source position of the last
+emission of the batch that last changed it, and only the steps after that emission (or, if
+it is not in the replayed batch, the state changes away from the stored state) are emitted.
+So a replay is silent for every line that still has a line state. What a replay CAN emit
+again: the events of a line whose replayed steps end with no line state (unapproved or
+deleted): no row is left to recognise them by, so they are emitted again, from "no line
+state" (entered ... released), ending in the same queue state. Where several changes share
+one source position (Debezium snapshot reads of one source; ``mappings-changed``), a line
+leaving and coming back to its stored state under that same position is taken as applied.
+
 A database outage is retried with exponential backoff (the whole transaction, which is
 idempotent by construction); a batch is never half applied.
 """
@@ -26,7 +45,17 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import (
     Retrying,
@@ -37,20 +66,24 @@ from tenacity import (
 )
 
 from dataflows.billing.ledger import LedgerEntry, Posted, postings
+from dataflows.billing.periods import CLOSE, FINAL_STATES, posting_period
 from dataflows.billing.target import (
     ZERO,
     LineKey,
     LineTarget,
     LineUpdate,
+    PeriodEvent,
     ScheduleLine,
     ScheduleUpdate,
     SourceType,
     State,
 )
 from sinks.erp import tables as t
+from sinks.erp.migrate import upgrade
 from sinks.erp.records import (
     EXCEPTIONS_TOPIC,
     TRANSACTIONS_TOPIC,
+    correction_event,
     exception_event,
     jsonable,
     transaction_record,
@@ -73,17 +106,24 @@ STATE_FIELDS = (
     "currency",
     "hours",
     "billable",
+    "final",
 )
 _CHUNK = 500
+_LINE_KEY = ("source_type", "source_id")
+# billing_line_state columns in a secondary index (sinks/erp/tables.py)
+_INDEXED_LINE_COLUMNS = ("project_id", "period", "state", "reason", "contract_id")
 
 
 @dataclass(frozen=True, slots=True)
 class Emission:
-    """One output of the billing step: a target change and the change that caused it."""
+    """One output of the billing step: a target change (or a period's close or reopen) and
+    the change that caused it. ``closed_through`` is the latest closed accounting period at
+    that point of the stream: it decides each ledger entry's ``posting_period``."""
 
-    update: LineUpdate | ScheduleUpdate
+    update: LineUpdate | ScheduleUpdate | PeriodEvent
     source_position: str | None
     source_ts: datetime | None = None
+    closed_through: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +151,8 @@ def line_row(target: LineTarget, position: str | None, now: datetime) -> dict[st
         "currency": target.currency,
         "hours": target.hours,
         "billable": target.billable,
+        "final": False,  # an emitted target is open; a close marks lines final in place
+        "final_period": None,
         "source_position": position,
         "updated_at": now,
     }
@@ -156,6 +198,7 @@ class ErpWriter:
 
     def ensure_schema(self) -> None:
         t.metadata.create_all(self._engine)
+        upgrade(self._engine)  # an ERP from before closed periods gains its columns
 
     def apply(self, batch: Sequence[Emission]) -> BatchResult:
         if not batch:
@@ -174,83 +217,129 @@ class ErpWriter:
     # --- the transaction -------------------------------------------------------------------
 
     def _apply(self, conn: Connection, batch: Sequence[Emission]) -> BatchResult:
-        now = self._clock()
-        lines: dict[LineKey, tuple[LineTarget | None, str | None]] = {}
-        sched: dict[str, ScheduleLine | None] = {}
-        for em in batch:  # coalesce: the last target of a line in this batch wins
-            if isinstance(em.update, LineUpdate):
-                lines[em.update.key] = (em.update.new, em.source_position)
+        """The batch in stream order: the line changes between two period events are
+        applied together, each close or reopen at its own point (SPEC 2b)."""
+        results: list[BatchResult] = []
+        segment: list[Emission] = []
+        for em in batch:
+            if isinstance(em.update, PeriodEvent):
+                if segment:
+                    results.append(self._apply_lines(conn, segment))
+                    segment = []
+                self._apply_period(conn, em.update)
             else:
+                segment.append(em)
+        if segment:
+            results.append(self._apply_lines(conn, segment))
+        return BatchResult(
+            sum(r.lines_changed for r in results),
+            tuple(e for r in results for e in r.entries),
+            sum(r.exception_events for r in results),
+            sum(r.schedule_changed for r in results),
+        )
+
+    def _apply_period(self, conn: Connection, event: PeriodEvent) -> None:
+        """A close marks final, in place, every open line of the period or before in a final
+        state — the same predicate the engine applies to its own open lines at the same
+        point of the stream (:func:`dataflows.billing.periods.becomes_final`); a reopen makes
+        the lines that close had made final open again."""
+        s = t.billing_line_state
+        if event.kind == CLOSE:
+            conn.execute(
+                update(s)
+                .where(
+                    s.c.final.is_(False),
+                    s.c.period <= event.period,
+                    s.c.state.in_([st.value for st in FINAL_STATES]),
+                )
+                .values(final=True, final_period=event.period)
+            )
+        else:
+            conn.execute(
+                update(s)
+                .where(s.c.final_period == event.period)
+                .values(final=False, final_period=None)
+            )
+        log.info("period_applied", kind=event.kind, period=event.period)
+
+    def _apply_lines(self, conn: Connection, batch: Sequence[Emission]) -> BatchResult:
+        now = self._clock()
+        chains: dict[LineKey, list[_Step]] = {}
+        sched: dict[str, ScheduleLine | None] = {}
+        for i, em in enumerate(batch):  # per line, every target of this batch in order
+            if isinstance(em.update, LineUpdate):
+                chains.setdefault(em.update.key, []).append(_Step(i, em.update.new, em))
+            elif isinstance(em.update, ScheduleUpdate):
                 sched[em.update.milestone_id] = em.update.new
 
-        stored = self._stored_lines(conn, list(lines))
-        posted, last_entry = self._posted(conn, list(lines))
+        stored = self._stored_lines(conn, list(chains))
+        posted, last_entry = self._posted(conn, list(chains))
         entries: list[LedgerEntry] = []
         ledger_rows: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
+        outbox: list[tuple[int, dict[str, Any]]] = []  # (emission index, row): emission order
         dirty: dict[tuple[str, str], str | None] = {}
         upserts: list[dict[str, Any]] = []
         deletes: list[LineKey] = []
         events = 0
-        for key, (target, position) in lines.items():
+        for key, chain in chains.items():
+            final = chain[-1]
             old = stored.get(key)
-            new = line_row(target, position, now) if target is not None else None
+            new = line_row(final.target, final.position, now) if final.target else None
             have = posted.get(key, Posted())
             previous = _previous_dims(old, last_entry.get(key))
-            new_entries = _postings(key, have, previous, target)
-            same_state = (old is None and new is None) or (
-                old is not None and new is not None and all(old[f] == new[f] for f in STATE_FIELDS)
-            )
-            if same_state and not new_entries:
+            # the ledger posts only the net difference to the last target of the batch
+            new_entries = postings(key[0], key[1], have, final.target, previous=previous)
+            # billing.exceptions gets every state change the engine decided, in order
+            transitions = _transitions(old, _unapplied(old, chain), now)
+            if not transitions and not new_entries and _same_state(old, new):
                 continue  # a replay of what the ERP already holds: nothing to do
+            topic_key = f"{key[0]}|{key[1]}"
+            closed = final.emission.closed_through
             for n, e in enumerate(new_entries):
                 entries.append(e)
-                ledger_rows.append(_ledger_row(e, have.entries + n, position, now))
-            for e in new_entries:
-                outbox.append(
-                    _outbox(
-                        TRANSACTIONS_TOPIC,
-                        f"{key[0]}|{key[1]}",
-                        transaction_record(e, position, now),
-                        now,
-                    )
-                )
-            if not same_state:
+                into = posting_period(e.period, closed)
+                ledger_rows.append(_ledger_row(e, have.entries + n, final.position, now, into))
+                record = transaction_record(e, final.position, now, into)
+                outbox.append((final.index, _outbox(TRANSACTIONS_TOPIC, topic_key, record, now)))
+            reopened = next((st for st in chain if _reopens(st)), None)
+            if reopened is not None and old is not None and old["final"]:
+                # a final line changed by its own row: a prior-period correction (SPEC 2b)
+                fix = correction_event(old, new, reopened.position, now)
+                events += 1
+                outbox.append((reopened.index, _outbox(EXCEPTIONS_TOPIC, topic_key, fix, now)))
+            if transitions or not _same_state(old, new):
                 if new is None:
-                    deletes.append(key)
+                    if old is not None:
+                        deletes.append(key)
                 else:
-                    upserts.append(new)
-                ev = exception_event(old, new, position, now)
-                if ev is not None:
+                    upserts.append(new)  # with the position of the line's last emission
+            for index, event in transitions:
+                if event is not None:
                     events += 1
-                    outbox.append(_outbox(EXCEPTIONS_TOPIC, f"{key[0]}|{key[1]}", ev, now))
+                    outbox.append((index, _outbox(EXCEPTIONS_TOPIC, topic_key, event, now)))
             for row in (old, new):
                 if row is not None and row["period"] is not None:
-                    dirty[(row["project_id"] or "", row["period"])] = position
+                    dirty[(row["project_id"] or "", row["period"])] = final.position
             for e in new_entries:
                 if e.period is not None:
-                    dirty[(e.project_id or "", e.period)] = position
+                    dirty[(e.project_id or "", e.period)] = final.position
 
         if ledger_rows:
             conn.execute(insert(t.erp_billing_transactions), ledger_rows)
-        self._write_lines(conn, upserts, deletes)
+        self._write_lines(conn, upserts, deletes, stored)
         n_sched = self._write_schedule(conn, sched)
         if outbox:
-            conn.execute(insert(t.billing_outbox), outbox)
+            outbox.sort(key=lambda r: r[0])  # stable: per emission, transactions then events
+            conn.execute(insert(t.billing_outbox), [row for _, row in outbox])
         self._mark_dirty(conn, dirty)
         return BatchResult(len(upserts) + len(deletes), tuple(entries), events, n_sched)
 
     def _stored_lines(self, conn: Connection, keys: list[LineKey]) -> dict[LineKey, dict[str, Any]]:
         out: dict[LineKey, dict[str, Any]] = {}
-        wanted = set(keys)
-        for chunk in _chunks(sorted({k[1] for k in keys})):
-            rows = conn.execute(
-                select(t.billing_line_state).where(t.billing_line_state.c.source_id.in_(chunk))
-            ).mappings()
-            for r in rows:
-                k = (r["source_type"], r["source_id"])
-                if k in wanted:
-                    out[k] = dict(r)
+        for source_type, ids in _by_source_type(keys).items():
+            for chunk in _chunks(ids):
+                for r in conn.execute(line_state_query(source_type, chunk)).mappings():
+                    out[(r["source_type"], r["source_id"])] = dict(r)
         return out
 
     def _posted(
@@ -259,15 +348,10 @@ class ErpWriter:
         """Per item: what the ledger holds, and its newest entry (the dims it was posted with)."""
         out: dict[LineKey, Posted] = {}
         last: dict[LineKey, dict[str, Any]] = {}
-        wanted = set(keys)
-        tx = t.erp_billing_transactions
-        for chunk in _chunks(sorted({k[1] for k in keys})):
-            rows = conn.execute(
-                select(tx).where(tx.c.source_id.in_(chunk)).order_by(tx.c.seq)
-            ).mappings()
-            for r in rows:
-                k = (r["source_type"], r["source_id"])
-                if k in wanted:
+        for source_type, ids in _by_source_type(keys).items():
+            for chunk in _chunks(ids):
+                for r in conn.execute(ledger_query(source_type, chunk)).mappings():
+                    k = (r["source_type"], r["source_id"])
                     p = out.get(k, Posted())
                     out[k] = Posted(
                         p.amount + r["amount"], p.tax_amount + r["tax_amount"], p.entries + 1
@@ -276,17 +360,43 @@ class ErpWriter:
         return out, last
 
     def _write_lines(
-        self, conn: Connection, upserts: list[dict[str, Any]], deletes: list[LineKey]
+        self,
+        conn: Connection,
+        upserts: list[dict[str, Any]],
+        deletes: list[LineKey],
+        stored: dict[LineKey, dict[str, Any]],
     ) -> None:
+        """Rows the ERP holds are UPDATEd in place (one executemany): only the columns
+        change, not the indexes' keys, so a batch dirties few pages however large the table;
+        new rows are inserted, gone rows deleted (one DELETE per chunk, not one per line)."""
         s = t.billing_line_state
-        by_type: dict[str, list[str]] = {}
-        for st, sid in [(r["source_type"], r["source_id"]) for r in upserts] + deletes:
-            by_type.setdefault(st, []).append(sid)
-        for st, ids in by_type.items():  # one DELETE per chunk, not one per line
+        for source_type, ids in _by_source_type(deletes).items():
             for chunk in _chunks(ids):
-                conn.execute(delete(s).where(s.c.source_type == st, s.c.source_id.in_(chunk)))
-        if upserts:
-            conn.execute(insert(s), upserts)
+                conn.execute(
+                    delete(s).where(s.c.source_type == source_type, s.c.source_id.in_(chunk))
+                )
+        # SQLite maintains an index when its columns are SET, whatever the values: a row whose
+        # indexed columns stay is updated without them
+        same_keys: list[dict[str, Any]] = []
+        moved_keys: list[dict[str, Any]] = []
+        for r in upserts:
+            old = stored.get((r["source_type"], r["source_id"]))
+            if old is None:
+                continue
+            same = all(old[c] == r[c] for c in _INDEXED_LINE_COLUMNS)
+            skip = _LINE_KEY + (_INDEXED_LINE_COLUMNS if same else ())
+            row = {c: v for c, v in r.items() if c not in skip}
+            row.update(key_type=r["source_type"], key_id=r["source_id"])
+            (same_keys if same else moved_keys).append(row)
+        by_key = update(s).where(
+            s.c.source_type == bindparam("key_type"), s.c.source_id == bindparam("key_id")
+        )
+        for rows in (same_keys, moved_keys):
+            if rows:
+                conn.execute(by_key, rows)
+        fresh = [r for r in upserts if (r["source_type"], r["source_id"]) not in stored]
+        if fresh:
+            conn.execute(insert(s), fresh)
 
     def _write_schedule(self, conn: Connection, sched: dict[str, ScheduleLine | None]) -> int:
         s = t.invoice_schedule
@@ -309,8 +419,8 @@ class ErpWriter:
 
     def _mark_dirty(self, conn: Connection, dirty: dict[tuple[str, str], str | None]) -> None:
         d = t.recon_dirty
-        for project_id, period in dirty:
-            conn.execute(delete(d).where(d.c.project_id == project_id, d.c.period == period))
+        for chunk in _chunks(sorted(dirty)):  # one DELETE per chunk of keys, not one per key
+            conn.execute(delete(d).where(tuple_(d.c.project_id, d.c.period).in_(chunk)))
         if dirty:
             conn.execute(
                 insert(d),
@@ -321,37 +431,104 @@ class ErpWriter:
             )
 
 
-# the dimensions that place an entry in reconciliation: a change of one of them is posted as
-# a reversal under the old dimensions and a charge under the new ones, so per-(project,
-# period) ledger sums stay right (an adjustment would leave the old period's charge behind)
-PLACEMENT = ("project_id", "period", "contract_id", "currency")
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One target of a line in a batch: its emission's index in the batch, and where from."""
+
+    index: int
+    target: LineTarget | None
+    emission: Emission
+
+    @property
+    def position(self) -> str | None:
+        return self.emission.source_position
 
 
-def _postings(
-    key: LineKey, have: Posted, previous: LineTarget | None, target: LineTarget | None
-) -> tuple[LedgerEntry, ...]:
-    moved = (
-        previous is not None
-        and target is not None
-        and (have.amount != 0 or have.tax_amount != 0)
-        and any(getattr(previous, f) != getattr(target, f) for f in PLACEMENT)
+def _same_state(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Two billing_line_state rows (None: no row) agree on every :data:`STATE_FIELDS`."""
+    if a is None or b is None:
+        return a is None and b is None
+    return all(a[f] == b[f] for f in STATE_FIELDS)
+
+
+def _unapplied(stored: dict[str, Any] | None, chain: list[_Step]) -> list[_Step]:
+    """The steps of ``chain`` the ERP does not reflect yet.
+
+    The stored row carries the position of the last emission of the batch that last changed
+    its state. If that emission is in ``chain`` (same position, same state), this batch is
+    a replay up to it: only the steps after it are new. Otherwise the whole chain is new
+    (the steps a replay repeats before the ERP's point leave the state as stored: any state
+    change would have rewritten the row with a later position). Where positions repeat, the
+    last match wins. A line with no stored row has nothing to be recognised by: all steps.
+    """
+    if stored is None:
+        return chain
+    for n in range(len(chain) - 1, -1, -1):
+        step = chain[n]
+        if step.target is None or step.position != stored["source_position"]:
+            continue
+        if _same_state(stored, line_row(step.target, step.position, stored["updated_at"])):
+            return chain[n + 1 :]
+    return chain
+
+
+def _transitions(
+    stored: dict[str, Any] | None, steps: list[_Step], now: datetime
+) -> list[tuple[int, dict[str, Any] | None]]:
+    """Each state change along ``steps`` from the stored row: (emission index, the
+    ``billing.exceptions`` event or None when the change does not touch the queue)."""
+    out: list[tuple[int, dict[str, Any] | None]] = []
+    before = stored
+    for step in steps:
+        row = line_row(step.target, step.position, now) if step.target is not None else None
+        if not _same_state(before, row):
+            out.append((step.index, exception_event(before, row, step.position, now)))
+            before = row
+    return out
+
+
+def _by_source_type(keys: Iterable[LineKey]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for source_type, source_id in sorted(set(keys)):
+        out.setdefault(source_type, []).append(source_id)
+    return out
+
+
+def line_state_query(source_type: str, source_ids: Sequence[str]) -> Select[Any]:
+    """The stored line states of some items of one type: by the full primary key."""
+    s = t.billing_line_state
+    return select(s).where(s.c.source_type == source_type, s.c.source_id.in_(source_ids))
+
+
+def ledger_query(source_type: str, source_ids: Sequence[str]) -> Select[Any]:
+    """The ledger entries of some items of one type, in item order: by the full key of
+    ``ix_ebt_item_seq`` (source_type, source_id, seq), so a batch reads only its items'
+    entries whatever the ledger's size."""
+    tx = t.erp_billing_transactions
+    return (
+        select(tx)
+        .where(tx.c.source_type == source_type, tx.c.source_id.in_(source_ids))
+        .order_by(tx.c.source_id, tx.c.seq)
     )
-    if not moved:
-        return postings(key[0], key[1], have, target, previous=previous)
-    reversal = postings(key[0], key[1], have, None, previous=previous)
-    after = have
-    for e in reversal:
-        after = after.plus(e)
-    return reversal + postings(key[0], key[1], after, target, previous=previous)
 
 
 def _ledger_row(
-    entry: LedgerEntry, seq: int, position: str | None, now: datetime
+    entry: LedgerEntry,
+    seq: int,
+    position: str | None,
+    now: datetime,
+    posting: str | None = None,
 ) -> dict[str, Any]:
-    """An erp_billing_transactions row: the entry, its sequence number for the item, where."""
+    """An erp_billing_transactions row: the entry, its sequence number for the item, where,
+    and the accounting period it is posted into."""
     row = {f: getattr(entry, f) for f in LedgerEntry.__slots__}
-    row.update(seq=seq, source_position=position, created_at=now)
+    row.update(seq=seq, source_position=position, created_at=now, posting_period=posting)
     return row
+
+
+def _reopens(step: _Step) -> bool:
+    update = step.emission.update
+    return isinstance(update, LineUpdate) and update.reopened
 
 
 def _previous_dims(state: dict[str, Any] | None, entry: dict[str, Any] | None) -> LineTarget | None:

@@ -25,7 +25,13 @@ from hypothesis import strategies as st
 
 from dataflows.billing.batch import World, compute_targets
 from dataflows.billing.engine import BillingEngine
-from dataflows.billing.ledger import LedgerEntry, Posted, postings
+from dataflows.billing.ledger import (
+    LedgerEntry,
+    Posted,
+    dimension_mismatches,
+    net_posting,
+    postings,
+)
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import LineKey
 from dataflows.cdc.change import Change, Op
@@ -191,6 +197,7 @@ def ledger_check(
     held: dict[LineKey, Posted] = {}
     seen_ids: set[str] = set()
     last: dict[LineKey, object] = {}
+    rows: dict[LineKey, list[dict[str, object]]] = {}
     for key, old, new in updates:
         assert old == last.get(key), f"{key}: update does not continue the previous one"
         last[key] = new
@@ -202,7 +209,10 @@ def ledger_check(
             if posted.amount == 0 and posted.tax_amount == 0:
                 assert entry.entry_type == "charge"
             posted = posted.plus(entry)
+            rows.setdefault(key, []).append({f: getattr(entry, f) for f in LedgerEntry.__slots__})
         held[key] = posted
+        if new is not None:  # the net posting carries the line's current dimensions
+            assert not dimension_mismatches(new, net_posting(rows.get(key, ()))), key  # type: ignore[arg-type]
     for key in set(held) | set(final):
         target = final.get(key)
         want = (target.billed_amount, target.tax_amount) if target is not None else (0, 0)  # type: ignore[attr-defined]

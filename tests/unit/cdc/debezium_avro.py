@@ -165,7 +165,19 @@ MARIA_TABLES: dict[str, list[Column]] = {
     ],
 }
 
-ALL_TABLES = {**PG_TABLES, **MARIA_TABLES}
+# the ERP database's period calendar, captured by the `erp` connector (PostgreSQL)
+ERP_TABLES: dict[str, list[Column]] = {
+    "accounting_periods": [
+        C("period"),
+        C("status"),
+        C("closed_at", ZONED, nullable=True),
+        C("closed_by", nullable=True),
+        C("reopened_at", ZONED, nullable=True),
+        C("reopen_reason", nullable=True),
+    ],
+}
+
+ALL_TABLES = {**PG_TABLES, **MARIA_TABLES, **ERP_TABLES}
 
 
 def _opt(avro: Any) -> dict[str, Any]:
@@ -225,7 +237,7 @@ MARIA_SOURCE = {
 
 
 def is_pg(table: str) -> bool:
-    return table in PG_TABLES
+    return table in PG_TABLES or table in ERP_TABLES
 
 
 def envelope_schema(topic: str, columns: list[Column], *, pg: bool) -> dict[str, Any]:
@@ -387,6 +399,8 @@ def sample_rows(table: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def topic_of(table: str, prefix: str | None = None) -> str:
+    if table in ERP_TABLES:
+        return f"{prefix or 'erp'}.public.{table}"
     if is_pg(table):
         return f"{prefix or 'psa'}.public.{table}"
     return f"{prefix or 'crm'}.crm.{table}"

@@ -1,7 +1,8 @@
 """Field docs of the topic schemas say what the code writes (found in review: they did not).
 
 - ``billing.transactions.hours`` claimed "negative on reversals"; the ledger never negates
-  hours (the sign of an entry is in its amounts).
+  hours (the sign of an entry is in its amounts), and a reversal carries the hours last
+  posted (it is posted under the posted dimensions).
 - ``billing.dlq.timestamp`` claimed the original record's Kafka timestamp; it is when the
   edge dead-lettered the record. ``received_at`` is when the ERP sink wrote the letter.
 Each test runs the code, then checks the doc states that behaviour.
@@ -49,7 +50,7 @@ def _line(state: State = State.BILLED, billed: str = "960.00", **kw: object) -> 
 REVERSALS = [
     ("unapproved", None, "8.00"),
     ("held, hours now 9", _line(State.HELD, "0.00", reason="PROJECT_ON_HOLD", hours=D("9.00")),
-     "9.00"),
+     "8.00"),
     ("moved to another period, hours now 9", _line(period="2026-04", hours=D("9.00")), "8.00"),
 ]  # fmt: skip
 
@@ -75,7 +76,7 @@ def test_hours_on_a_reversal_are_not_negated_and_the_doc_says_so(
     doc = _doc("billing.transactions", "hours")
     assert "negative on reversals" not in doc
     assert "never negated, on reversals too" in doc and "not a delta" in doc
-    assert "hours last posted" in doc and "current hours" in doc
+    assert "hours last posted" in doc and "whatever the line's hours are now" in doc
 
 
 def test_dlq_timestamp_is_when_the_edge_dead_lettered_and_the_doc_says_so() -> None:

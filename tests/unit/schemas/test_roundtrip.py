@@ -29,6 +29,7 @@ FULL: dict[str, dict[str, Any]] = {
         "cost_center": "CC-101",
         "work_date": date(2025, 7, 31),
         "period": "2025-07",
+        "posting_period": "2025-09",  # a correction of a closed July, posted into September
         "hours": Decimal("7.75"),
         "rate": Decimal("137.50"),
         "amount": Decimal("1065.63"),
@@ -49,6 +50,7 @@ FULL: dict[str, dict[str, Any]] = {
         "old_reason": "BILLING_CAP_EXCEEDED",
         "new_state": "partially_held",
         "new_reason": "BILLING_CAP_EXCEEDED",
+        "reason": None,
         "billable_amount": Decimal("12500.00"),
         "billed_amount": Decimal("2500.00"),
         "held_amount": Decimal("10000.00"),
@@ -160,8 +162,8 @@ def test_transactions_fields_are_exactly_the_erp_columns() -> None:
     assert names == [
         "transaction_id", "source_type", "source_id", "contract_id", "project_id",
         "erp_customer_id", "legal_entity", "erp_item_code", "revenue_account", "cost_center",
-        "work_date", "period", "hours", "rate", "amount", "tax_amount", "currency",
-        "entry_type", "source_position", "created_at",
+        "work_date", "period", "posting_period", "hours", "rate", "amount", "tax_amount",
+        "currency", "entry_type", "source_position", "created_at",
     ]  # fmt: skip
 
 

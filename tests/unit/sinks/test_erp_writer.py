@@ -19,7 +19,7 @@ from dataflows.billing.target import (
     State,
 )
 from sinks.erp import tables as t
-from sinks.erp.writer import Emission, ErpWriter
+from sinks.erp.writer import Emission, ErpWriter, line_row
 
 D = Decimal
 
@@ -152,3 +152,152 @@ def test_a_line_moving_period_is_reversed_there_and_charged_here(
         ("2026-04", "charge", D("100.00")),
     ]
     assert by_period == {"2026-03": 2, "2026-04": 1}
+
+
+# (case, dimension changes with the same amounts) — every one is reversed and re-charged
+DIMENSION_CHANGES = [
+    ("customer", {"erp_customer_id": "CUST-9"}),
+    ("legal entity", {"legal_entity": "DE-GMBH"}),
+    ("item code", {"erp_item_code": "SVC-CX"}),
+    ("revenue account", {"revenue_account": "4999"}),
+    ("cost center", {"cost_center": "CC-20"}),
+    ("rate and hours", {"hours": D("10.00"), "rate": D("96.00")}),
+    ("work date", {"work_date": date(2026, 3, 9)}),
+]
+DIMS = dict(erp_customer_id="CUST-1", legal_entity="UK-LTD", erp_item_code="SVC-CON",
+            revenue_account="4010", cost_center="CC-10")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "changes", [c[1] for c in DIMENSION_CHANGES], ids=[c[0] for c in DIMENSION_CHANGES]
+)
+def test_a_dimension_change_alone_is_posted(
+    writer: ErpWriter, db: Engine, changes: dict[str, object]
+) -> None:
+    writer.apply([em(target("960.00", **DIMS), "p1")])
+    moved = target("960.00", **{**DIMS, **changes})
+    writer.apply([em(moved, "p2")])
+    writer.apply([em(moved, "p2")])  # a replay posts nothing more
+    tx = t.erp_billing_transactions
+    with db.connect() as c:
+        rows = c.execute(select(tx).order_by(tx.c.seq)).mappings().all()
+    assert [(r["entry_type"], r["amount"]) for r in rows] == [
+        ("charge", D("960.00")),
+        ("reversal", D("-960.00")),
+        ("charge", D("960.00")),
+    ]
+    before = target("960.00", **DIMS)
+    for f, v in changes.items():  # the reversal under the old value, the charge under the new
+        assert (rows[1][f], rows[2][f]) == (getattr(before, f), v)
+
+
+def exceptions(db: Engine) -> list[tuple[str, str | None, str | None, str | None]]:
+    """(source_id, event, new_state, source_position) of every billing.exceptions record."""
+    o = t.billing_outbox
+    with db.connect() as c:
+        payloads = c.execute(
+            select(o.c.payload).where(o.c.topic == "billing.exceptions").order_by(o.c.id)
+        ).scalars()
+        events = [orjson.loads(p) for p in payloads]
+    return [(e["source_id"], e["event"], e["new_state"], e["source_position"]) for e in events]
+
+
+def held_line(sid: str = "7") -> LineTarget:
+    return target("0", State.HELD, "PROJECT_ON_HOLD", billable_amount=D("0.00"), source_id=sid)
+
+
+def em_of(sid: str, new: LineTarget | None, pos: str) -> Emission:
+    return Emission(LineUpdate(("timesheet", sid), None, new), pos)
+
+
+def test_held_and_released_within_one_batch_emits_both_events(
+    writer: ErpWriter, db: Engine
+) -> None:
+    writer.apply([em(target("960.00"), "p1")])
+    result = writer.apply([em(held_line(), "p2"), em(target("960.00"), "p3")])
+    assert exceptions(db) == [("7", "entered", "held", "p2"), ("7", "released", "billed", "p3")]
+    assert result.exception_events == 2
+    assert result.entries == ()  # the ledger posts only the net difference: none
+    assert [r[0] for r in ledger(db)] == ["charge"]
+
+
+def test_events_keep_emission_order_across_lines(writer: ErpWriter, db: Engine) -> None:
+    writer.apply(
+        [
+            em(held_line(), "p1"),
+            em_of("8", held_line("8"), "p2"),
+            em(target("960.00"), "p3"),
+            em_of("8", target("5.00", source_id="8"), "p4"),
+        ]
+    )
+    assert [(sid, pos) for sid, _e, _s, pos in exceptions(db)] == [
+        ("7", "p1"),
+        ("8", "p2"),
+        ("7", "p3"),
+        ("8", "p4"),
+    ]
+
+
+# (case, the original run cut into batches) — a replay of all its emissions in one batch
+HISTORY = [
+    em(target("960.00"), "p1"),
+    em(held_line(), "p2"),
+    em(target("960.00"), "p3"),
+    em(held_line(), "p4"),
+    em(target("480.00", state=State.PARTIALLY_HELD, reason="BILLING_CAP_EXCEEDED"), "p5"),
+]
+CUTS = [
+    ("one batch", [HISTORY]),
+    ("one per emission", [[e] for e in HISTORY]),
+    ("uneven", [HISTORY[:2], HISTORY[2:]]),
+    ("crash after the first batch", [HISTORY[:3]]),
+]
+
+
+@pytest.mark.parametrize("batches", [c[1] for c in CUTS], ids=[c[0] for c in CUTS])
+def test_a_replay_emits_only_what_the_erp_does_not_reflect(
+    writer: ErpWriter, db: Engine, batches: list[list[Emission]]
+) -> None:
+    for batch in batches:
+        writer.apply(batch)
+    writer.apply(HISTORY)  # restart: the same emissions again, batched differently
+    writer.apply(HISTORY[3:])  # and a replay of a suffix
+    assert [(e, pos) for _sid, e, _s, pos in exceptions(db)] == [
+        ("entered", "p2"),
+        ("released", "p3"),
+        ("entered", "p4"),
+        ("changed", "p5"),
+    ]
+    assert sum(r[1] for r in ledger(db)) == D("480.00")
+
+
+def test_a_replay_of_a_line_that_ends_without_line_state_re_emits_its_events(
+    writer: ErpWriter, db: Engine
+) -> None:
+    """The documented limit: no row is left to recognise an applied step by."""
+    batch = [em(held_line(), "p1"), em(None, "p2")]
+    writer.apply(batch)
+    writer.apply(batch)
+    assert [(e, pos) for _sid, e, _s, pos in exceptions(db)] == [
+        ("entered", "p1"),
+        ("released", "p2"),
+    ] * 2
+
+
+# (case, second target) — the stored row equals it, whether its indexed columns move or not
+RESTATES = [
+    ("amounts only", target("480.00")),
+    ("state and reason", held_line()),
+    ("project and period", target("960.00", project_id="P2", period="2026-04")),
+]
+
+
+@pytest.mark.parametrize("second", [c[1] for c in RESTATES], ids=[c[0] for c in RESTATES])
+def test_a_stored_line_state_is_updated_in_place(
+    writer: ErpWriter, db: Engine, second: LineTarget
+) -> None:
+    writer.apply([em(target("960.00"), "p1")])
+    writer.apply([em(second, "p2")])
+    with db.connect() as c:
+        (row,) = c.execute(select(t.billing_line_state)).mappings().all()
+    assert dict(row) == line_row(second, "p2", datetime(2026, 4, 1, tzinfo=UTC))
