@@ -65,11 +65,16 @@ def _pg_checks(conn: Connection, config: Mapping[str, str]) -> list[Violation]:
     out: list[Violation] = []
     user = config.get("database.user", "")
     for table in _included(config):
-        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+        # Debezium reads each entry as a regular expression over <schema>.<table>
+        matched = conn.execute(
+            text("SELECT 1 FROM pg_tables WHERE (schemaname || '.' || tablename) ~ :re LIMIT 1"),
+            {"re": f"^({table})$"},
+        ).scalar()
+        if matched is None:
             out.append(
                 Violation(
                     "table.include.list",
-                    f"unknown table {table}: it does not exist in the source database",
+                    f"unknown table {table}: no table of the source database matches it",
                     "create it (`billsync db init`) or remove it from table.include.list",
                 )
             )

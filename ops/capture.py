@@ -27,7 +27,7 @@ def capture(settings: Settings, out: Path, *, max_records: int | None = None) ->
     meta = consumer.list_topics(timeout=15)
     parts = [
         TopicPartition(topic, p, OFFSET_BEGINNING)
-        for topic in settings.source_topics
+        for topic in settings.input_topics
         if topic in meta.topics
         for p in meta.topics[topic].partitions
     ]

@@ -125,8 +125,8 @@ def ensure_topics(settings: Settings, topics: Sequence[str]) -> None:
     the source topics (so the flow can start before a table has rows) and billsync's
     outputs."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    sources = [t for t in topics if t in settings.source_topics]
-    outputs = [t for t in topics if t not in settings.source_topics]
+    sources = [t for t in topics if t in settings.input_topics]
+    outputs = [t for t in topics if t not in settings.input_topics]
     for change in topic_admin.ensure_topics(admin, settings.kafka_bootstrap, sources, outputs):
         log.info(
             "topic_configured", topic=change.topic, action=change.action, config=dict(change.config)
@@ -153,10 +153,10 @@ def production_flow(settings: Settings) -> Dataflow:
     refuse_second_writer(erp_url)
     registry = settings.schema_registry_url
     bootstrap = settings.kafka_bootstrap
-    ensure_topics(settings, (*settings.source_topics, *TOPICS))
+    ensure_topics(settings, (*settings.input_topics, *TOPICS))
     source = _WatchedKafkaSource(
         [bootstrap],
-        list(settings.source_topics),
+        list(settings.input_topics),
         tail=True,
         add_config={"auto.offset.reset": "earliest"},
         raise_on_errors=False,

@@ -97,8 +97,9 @@ class Settings(BaseSettings):
         "crm.crm.contracts",
         "crm.crm.contract_rates",
         "crm.crm.contract_amendments",
-        "erp.public.accounting_periods",  # closes and reopens (SPEC 2b), the `erp` connector
     )
+    # closes and reopens (SPEC 2b): the `erp` connector's topic of this ERP's schema
+    periods_topic: str = "erp.public.accounting_periods"
     reference_dir: Path | None = None  # default: dataflows/reference (the versioned CSVs)
 
     # --- connectors (connectors/) ---------------------------------------------------------
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
                 "lower BILLSYNC_ERP_RETRY_S, or 0 to turn the watchdog off",
             )
         return self
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        """Every topic the flow reads: the eight source tables and the period calendar."""
+        return (*self.source_topics, self.periods_topic)
 
     def require(self, name: str) -> str:
         """The secret value of a connection setting, or a clear error if it is not set."""

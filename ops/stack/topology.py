@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from sinks.erp import migrate
+
 # --- components, in start order -------------------------------------------------------------
 COMPONENTS: Final = ("postgres", "mariadb", "kafka", "apicurio", "connect")
 
@@ -62,8 +64,8 @@ PSA_PUBLICATION: Final = "billsync_psa"
 # the erp connector captures accounting_periods (SPEC 2b). Its publication names the tables
 # (not FOR ALL TABLES: the ledger's writes would all be decoded for nothing), so it is created
 # by the tables' owner erp_app once they exist: `billsync db init` (ops/sourcedb/install.py)
-ERP_DEBEZIUM: Final = "debezium_erp"
-ERP_PUBLICATION: Final = "billsync_erp"
+ERP_DEBEZIUM: Final = migrate.ERP_DEBEZIUM  # one name for the stack and the ERP schema
+ERP_PUBLICATION: Final = migrate.ERP_PUBLICATION
 
 PG_SERVER_SETTINGS: Final = {
     "wal_level": "logical",

@@ -24,6 +24,11 @@ from sqlalchemy.schema import CreateColumn
 
 from sinks.erp import tables as t
 
+# the erp connector's publication and role (ops/stack/topology.py names them for the stack;
+# the names are the contract between `billsync db init`, this module and connectors/erp.json)
+ERP_PUBLICATION = "billsync_erp"
+ERP_DEBEZIUM = "debezium_erp"
+
 # (table, column) pairs added after the first release of the ERP schema, oldest first
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("erp_billing_transactions", "posting_period"),
@@ -99,4 +104,51 @@ def upgrade(engine: Engine) -> list[str]:
             if index.name not in known:
                 index.create(conn, checkfirst=False)
                 done.append(f"index {index.name}")
+    return done
+
+
+def publish_periods(engine: Engine) -> list[str]:
+    """Let the erp connector capture this schema's ``accounting_periods`` (PostgreSQL).
+
+    ``billsync db init`` creates the publication with ``public.accounting_periods``; an ERP
+    in another schema (a second installation in one database, each e2e test's own schema)
+    adds its own table here, when its writer first ensures the schema: the connector
+    captures ``<schema>.accounting_periods`` of every schema into
+    ``erp.<schema>.accounting_periods``, and each flow reads its own
+    (``BILLSYNC_PERIODS_TOPIC``). Nothing happens without the publication (no erp
+    connector set up: SQLite, or ``db init`` not run) or when the table is in it already.
+    """
+    if engine.dialect.name != "postgresql":
+        return []
+    done: list[str] = []
+    with engine.begin() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_publication WHERE pubname = :p"), {"p": ERP_PUBLICATION}
+        ).first()
+        if exists is None:
+            return []
+        published = conn.execute(
+            text(
+                "SELECT 1 FROM pg_publication_tables WHERE pubname = :p "
+                "AND schemaname = :s AND tablename = 'accounting_periods'"
+            ),
+            {"p": ERP_PUBLICATION, "s": schema},
+        ).first()
+        if published is not None:
+            return []
+        role = conn.execute(
+            text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": ERP_DEBEZIUM}
+        ).first()
+        q = f'"{schema}"'
+        statements = [f"ALTER TABLE {q}.accounting_periods REPLICA IDENTITY FULL"]
+        if role is not None:
+            statements += [
+                f'GRANT USAGE ON SCHEMA {q} TO "{ERP_DEBEZIUM}"',
+                f'GRANT SELECT ON {q}.accounting_periods TO "{ERP_DEBEZIUM}"',
+            ]
+        statements.append(f'ALTER PUBLICATION "{ERP_PUBLICATION}" ADD TABLE {q}.accounting_periods')
+        for sql in statements:
+            conn.execute(text(sql))
+        done.append(f"publication {ERP_PUBLICATION}: {schema}.accounting_periods")
     return done

@@ -79,7 +79,7 @@ from dataflows.billing.target import (
     State,
 )
 from sinks.erp import tables as t
-from sinks.erp.migrate import upgrade
+from sinks.erp.migrate import publish_periods, upgrade
 from sinks.erp.records import (
     EXCEPTIONS_TOPIC,
     TRANSACTIONS_TOPIC,
@@ -199,6 +199,7 @@ class ErpWriter:
     def ensure_schema(self) -> None:
         t.metadata.create_all(self._engine)
         upgrade(self._engine)  # an ERP from before closed periods gains its columns
+        publish_periods(self._engine)  # the erp connector captures this schema's closes
 
     def apply(self, batch: Sequence[Emission]) -> BatchResult:
         if not batch:

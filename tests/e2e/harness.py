@@ -158,6 +158,9 @@ class Flow:
                 "PSA_DB_URL": self.settings.require("psa_db_url"),
                 "CRM_DB_URL": self.settings.require("crm_db_url"),
                 "ERP_DB_URL": self.erp_url,
+                # closes and reopens of this flow's own ERP schema only (the erp connector
+                # captures every schema's accounting_periods into a topic of its own)
+                "BILLSYNC_PERIODS_TOPIC": f"erp.{self.schema}.accounting_periods",
                 "KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
                 "SCHEMA_REGISTRY_URL": self.settings.schema_registry_url,
                 "BILLSYNC_RECOVERY_DIR": str(self.recovery_dir),

@@ -42,9 +42,12 @@ def test_erp_renders_from_erp_db_url_with_its_own_user_slot_and_publication() ->
 def test_erp_captures_the_period_calendar_and_its_signal_table_only() -> None:
     config = render_named("erp", _settings())
     captured = config["table.include.list"].split(",")
-    assert captured == [f"public.{name}" for name in (*ERP_TABLES, SIGNAL_TABLE)]
-    # the publication `db init` creates holds them all, and the heartbeat table too
-    assert {c.removeprefix("public.") for c in captured} | {HEARTBEAT_TABLE} == set(ERP_CAPTURED)
+    # accounting_periods of every schema (each ERP schema's own topic), the signal table
+    assert captured == [r"[^.]+\.accounting_periods", f"public.{SIGNAL_TABLE}"]
+    assert ERP_TABLES == ("accounting_periods",)
+    assert "schema.include.list" not in config
+    # the publication `db init` creates holds them, and the heartbeat table too
+    assert {"accounting_periods", SIGNAL_TABLE, HEARTBEAT_TABLE} == set(ERP_CAPTURED)
     assert f"public.{HEARTBEAT_TABLE}" in config["heartbeat.action.query"]
 
 

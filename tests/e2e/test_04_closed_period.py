@@ -1,0 +1,126 @@
+"""e2e 04 — a closed month on the real stack (SPEC 2b, issue 9 "Proof").
+
+Why it exists: the unit and property tests prove closes in the core and through the dataflow
+with testing sources; only this proves the path finance uses: ``billsync periods close``
+writes the ERP's ``accounting_periods``, the ``erp`` Debezium connector captures it into
+this flow's own topic (``erp.<schema>.accounting_periods``: every e2e flow has its ERP
+schema, so a close here touches no other test), and the flow applies it at that point of
+the stream. Then, as finance would see it:
+
+1. January is closed: its billed line becomes final (``final``, ``final_period``);
+2. the project goes on hold: only February's open line is held, January's stays billed
+   and its ledger untouched (no reversal of invoiced revenue);
+3. the hold is released, then January's line is corrected (hours 8 -> 10): the line is open
+   again, the difference is posted as an adjustment into February (``posting_period``, the
+   first open period), and ``billing.exceptions`` gets a ``corrected`` event with reason
+   ``CHANGED_AFTER_CLOSE``;
+4. ``billsync recon audit`` is clean (final items against their frozen values, open items
+   against the batch target computed with them).
+
+The months are in 2019, before any other test's or the seed's data, so the close in this
+flow's ERP is the first period with items (periods close in order).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from tests.e2e.harness import Erp, Flow, Sources
+from tests.e2e.test_03_outputs import TopicReader, end_offsets, until
+
+D = Decimal
+JAN, FEB = "2019-01", "2019-02"
+
+
+def _world(s: Sources, p: str, base: int) -> None:
+    s.insert("accounts", [{"account_id": f"{p}-ACC", "name": "e2e close", "tax_jurisdiction": "GB",
+                           "currency": "GBP", "erp_customer_id": f"CUST-{p}"}])  # fmt: skip
+    s.insert("contracts", [{
+        "contract_id": f"{p}-CON", "account_id": f"{p}-ACC", "contract_number": f"{p}-K",
+        "contract_type": "time_and_materials", "status": "active", "currency": "GBP",
+        "start_date": date(2018, 1, 1), "end_date": None, "cap_amount": None,
+        "cap_period": "contract", "retainer_hours_monthly": None}])  # fmt: skip
+    s.insert("contract_rates", [{
+        "rate_id": f"{p}-RATE", "contract_id": f"{p}-CON", "labor_category": "CONSULTANT",
+        "hourly_rate": D("100.00"), "effective_from": date(2018, 1, 1),
+        "effective_to": None}])  # fmt: skip
+    s.insert("employees", [{
+        "employee_id": f"{p}-EMP", "name": "e2e close", "email": "close@e2e.example",
+        "labor_category": "CONSULTANT", "cost_center": "CC-E2E", "legal_entity": "BS-UK-LTD",
+        "active": True}])  # fmt: skip
+    s.insert("projects", [{
+        "project_id": f"{p}-PRJ", "code": f"{p}-PRJ", "name": "e2e close",
+        "account_id": f"{p}-ACC", "contract_id": f"{p}-CON", "status": "active",
+        "legal_entity": "BS-UK-LTD"}])  # fmt: skip
+    s.insert("timesheets", [
+        {"timesheet_id": base + n, "employee_id": f"{p}-EMP", "project_id": f"{p}-PRJ",
+         "work_date": day, "hours": D("8.00"), "billable": True, "status": "approved",
+         "approved_at": datetime(day.year, day.month, day.day, 18, tzinfo=UTC),
+         "notes": "e2e close"}
+        for n, day in ((1, date(2019, 1, 14)), (2, date(2019, 2, 4)))
+    ])  # fmt: skip
+
+
+def test_a_closed_month_is_final_and_its_correction_lands_in_the_next(
+    make_flow: Callable[[], Flow],
+    erp_of: Callable[[Flow], Erp],
+    sources: Sources,
+    prefix: str,
+) -> None:
+    base = 10**12 + int(time.time() * 1000) % 10**7 * 10_000
+    jan, feb = ("timesheet", str(base + 1)), ("timesheet", str(base + 2))
+    flow = make_flow()
+    flow.start()
+    db = erp_of(flow)
+    db.wait_tables(flow)
+    _world(sources, prefix, base)
+    billed = {"state": "billed", "billed_amount": D("800.00"), "final": False}
+    db.wait_lines({jan: billed, feb: billed}, flow=flow, what="both months billed")
+
+    closed = flow.cli("periods", "close", JAN, "--by", "e2e", "--json")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    db.wait_lines({jan: {**billed, "final": True, "final_period": JAN}}, flow=flow,
+                  what="January final after the close")  # fmt: skip
+    listed = json.loads(flow.cli("periods", "list", "--json").stdout)
+    assert any(p["period"] == JAN and p["status"] == "closed" for p in listed)
+
+    sources.update("projects", f"{prefix}-PRJ", status="on_hold")
+    db.wait_lines({feb: {"state": "held", "reason": "PROJECT_ON_HOLD"}}, flow=flow,
+                  what="February held")  # fmt: skip
+    assert db.lines([jan])[jan]["state"] == "billed" and db.lines([jan])[jan]["final"]
+    assert [e["entry_type"] for e in db.ledger([jan[1]])[jan]] == ["charge"]
+
+    sources.update("projects", f"{prefix}-PRJ", status="active")
+    db.wait_lines({feb: billed}, flow=flow, what="February released")
+    topics = ("billing.exceptions", "billing.transactions")
+    reader = TopicReader(flow.settings, end_offsets(flow.settings, topics))
+    sources.update("timesheets", base + 1, hours=D("10.00"))
+    db.wait_lines({jan: {"state": "billed", "billed_amount": D("1000.00"), "final": False,
+                         "final_period": None}}, flow=flow, what="January corrected")  # fmt: skip
+    ledger = db.ledger([jan[1]])[jan]
+    assert [(e["entry_type"], e["amount"], e["period"], e["posting_period"]) for e in ledger] == [
+        ("charge", D("800.00"), JAN, JAN),
+        ("adjustment", D("200.00"), JAN, FEB),
+    ]
+
+    def published() -> str | None:
+        events = [v for k, v in reader.records["billing.exceptions"] if k == f"timesheet|{jan[1]}"]
+        if not any(e["event"] == "corrected" and e["reason"] == "CHANGED_AFTER_CLOSE"
+                   for e in events):  # fmt: skip
+            return "no corrected CHANGED_AFTER_CLOSE event on billing.exceptions"
+        entries = [
+            v for k, v in reader.records["billing.transactions"] if k == f"timesheet|{jan[1]}"
+        ]
+        if not any(e["posting_period"] == FEB for e in entries):
+            return "no correction posted into February on billing.transactions"
+        return None
+
+    try:
+        until(published, reader, flow, timeout=120)
+    finally:
+        reader.close()
+    flow.audit_clean()
