@@ -15,7 +15,10 @@ the stream. Then, as finance would see it:
    first open period), and ``billing.exceptions`` gets a ``corrected`` event with reason
    ``CHANGED_AFTER_CLOSE``;
 4. ``billsync recon audit`` is clean (final items against their frozen values, open items
-   against the batch target computed with them).
+   against the batch target computed with them);
+5. February is closed (both lines final) and reopened with a reason: ``periods reopen``
+   asks the psa connector to re-snapshot the lines' rows, the flow re-evaluates them, and a
+   new hold holds both; the audit is clean again.
 
 The months are in 2019, before any other test's or the seed's data, so the close in this
 flow's ERP is the first period with items (periods close in order).
@@ -123,4 +126,21 @@ def test_a_closed_month_is_final_and_its_correction_lands_in_the_next(
         until(published, reader, flow, timeout=120)
     finally:
         reader.close()
+    flow.audit_clean()
+
+    # 5. February closes (January's corrected line is final again, February's too) and is
+    # reopened: the flow re-reads their rows (a Debezium incremental snapshot asked for by
+    # `periods reopen`) and holds both when the project goes on hold again
+    closed = flow.cli("periods", "close", FEB, "--by", "e2e", "--json")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    final_feb = {"final": True, "final_period": FEB}
+    db.wait_lines({jan: final_feb, feb: final_feb}, flow=flow, what="February closed")
+    reopened = flow.cli("periods", "reopen", FEB, "--reason", "e2e: late correction", "--json")
+    assert reopened.returncode == 0, reopened.stdout + reopened.stderr
+    assert json.loads(reopened.stdout)["resnapshot"] == "sent", reopened.stdout
+    db.wait_lines({jan: {"final": False}, feb: {"final": False}}, flow=flow, what="reopened")
+    # the rows may arrive before or after the hold: either way the lines end held
+    sources.update("projects", f"{prefix}-PRJ", status="on_hold")
+    held = {"state": "held", "reason": "PROJECT_ON_HOLD", "final": False}
+    db.wait_lines({jan: held, feb: held}, flow=flow, what="both held after the reopen")
     flow.audit_clean()
