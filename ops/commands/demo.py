@@ -85,6 +85,7 @@ def demo(
         crm=crm_engine(settings),
         erp=erp_engine(settings.require("erp_db_url")),
         tag=new_tag(),
+        cli=_cli,
     )
     story.run()
     console.rule("[bold]explore further")

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, insert, select, update
 from dataflows.errors import BillsyncError
 from ops.console import console, emit_table
 from ops.sourcedb import tables as src
+from sinks.erp import periods
 from sinks.erp import tables as erp
 from sinks.erp.recon import figures
 
@@ -33,6 +34,7 @@ class Demo:
     erp: Engine
     tag: str
     timeout_s: float = 180.0
+    cli: Callable[..., object] | None = None  # `billsync` subcommands (the reopen of a rerun)
 
     @property
     def ids(self) -> dict[str, str]:
@@ -50,8 +52,14 @@ class Demo:
         return 9_000_000_000 + int(self.tag) * 100 + n
 
     # --- printing ------------------------------------------------------------------------
-    def show(self, title: str, expect: Expect, billed: dict[str, Decimal] | None = None) -> None:
-        self.wait(expect, billed or {})
+    def show(
+        self,
+        title: str,
+        expect: Expect,
+        billed: dict[str, Decimal] | None = None,
+        final: dict[str, bool] | None = None,
+    ) -> None:
+        self.wait(expect, billed or {}, final)
         console.rule(f"[bold]{title}")
         ids = [str(self.ts_id(n)) for n in range(1, 10)]
         s = erp.billing_line_state
@@ -81,12 +89,23 @@ class Demo:
                 "billed_amount",
                 "held_amount",
                 "tax_amount",
+                "final",
+                "final_period",
             ),
             title="billing_line_state",
         )
         emit_table(
             [{**r, "line": label[r["source_id"]]} for r in entries],
-            ("line", "seq", "entry_type", "amount", "tax_amount", "currency", "source_position"),
+            (
+                "line",
+                "seq",
+                "entry_type",
+                "amount",
+                "tax_amount",
+                "period",
+                "posting_period",
+                "source_position",
+            ),
             title="ERP ledger",
         )
         if fig is not None:
@@ -105,20 +124,27 @@ class Demo:
                 title=f"reconciliation {self.ids['project']}",
             )
 
-    def wait(self, expect: Expect, billed: dict[str, Decimal]) -> None:
+    def wait(
+        self, expect: Expect, billed: dict[str, Decimal], final: dict[str, bool] | None = None
+    ) -> None:
         deadline = time.monotonic() + self.timeout_s
         s = erp.billing_line_state
         have: dict[str, tuple[str, str | None]] = {}
         while time.monotonic() < deadline:
             with self.erp.connect() as c:
                 rows = c.execute(
-                    select(s.c.source_id, s.c.state, s.c.reason, s.c.billed_amount).where(
-                        s.c.source_type == "timesheet", s.c.source_id.in_(list(expect))
-                    )
+                    select(
+                        s.c.source_id, s.c.state, s.c.reason, s.c.billed_amount, s.c.final
+                    ).where(s.c.source_type == "timesheet", s.c.source_id.in_(list(expect)))
                 ).all()
             have = {r[0]: (r[1], r[2]) for r in rows}
             amounts = {r[0]: r[3] for r in rows}
-            if have == expect and all(amounts.get(k) == v for k, v in billed.items()):
+            finals = {r[0]: bool(r[4]) for r in rows}
+            if (
+                have == expect
+                and all(amounts.get(k) == v for k, v in billed.items())
+                and all(finals.get(k) == v for k, v in (final or {}).items())
+            ):
                 return
             time.sleep(0.5)
         raise BillsyncError(
@@ -273,6 +299,62 @@ class Demo:
             "5. An approved line edited after billing (8 h → 6 h) — an adjustment",
             {**billed, d: ("billed", None)},
             {a: D("900.00")},
+        )
+        self.close_month({**billed, d: ("billed", None)}, month)
+
+    # --- closed periods (SPEC 2b) -----------------------------------------------------
+    def close_month(self, billed: Expect, month: date) -> None:
+        """6. Finance closes the month: invoiced lines are final; a hold no longer reverses
+        them; a correction of a closed month's line is posted into the next open month."""
+        period = f"{month.year:04d}-{month.month:02d}"
+        with self.erp.begin() as c:
+            calendar = {p.period: p for p in periods.list_periods(c)}
+        if period in calendar and calendar[period].status == periods.CLOSED and self.cli:
+            # a rerun: reopen this month (the latest closed one) so this run's lines close too
+            self.cli("periods", "reopen", period, "--reason", f"demo run {self.tag}: close again")
+            with self.erp.begin() as c:
+                calendar = {p.period: p for p in periods.list_periods(c)}
+        closing = sorted(
+            p.period
+            for p in calendar.values()
+            if p.period <= period and p.status != periods.CLOSED and p.has_items
+        )
+        rows = []
+        for each in closing:  # in order: a period closes only after every earlier one
+            with self.erp.begin() as c:
+                plan = periods.close(c, each, "demo", force=True, now=datetime.now(UTC))
+            rows.append(
+                {"period": each, "final": plan.finalising, "carried_forward": len(plan.carry)}
+            )
+        emit_table(rows, ("period", "final", "carried_forward"), title="periods closed by finance")
+        final = dict.fromkeys(billed, True)
+        self.show(f"6a. {period} closed — its invoiced lines are final", billed, final=final)
+        i = self.ids
+        self._psa(
+            update(src.projects)
+            .where(src.projects.c.project_id == i["project"])
+            .values(status="on_hold")
+        )
+        time.sleep(3)  # give the hold time to reach the flow: nothing of the closed month moves
+        self.show("6b. Project put on hold — the closed month's lines stay billed", billed,
+                  final=final)  # fmt: skip
+        self._psa(
+            update(src.projects)
+            .where(src.projects.c.project_id == i["project"])
+            .values(status="active")
+        )
+        a = str(self.ts_id(1))
+        self._psa(
+            update(src.timesheets)
+            .where(src.timesheets.c.timesheet_id == self.ts_id(1))
+            .values(hours=D("7.00"))
+        )
+        self.show(
+            "6c. A line of the closed month corrected (6 h → 7 h) — posted into the next month, "
+            "CHANGED_AFTER_CLOSE in the exception queue",
+            billed,
+            {a: D("1050.00")},
+            {a: False},
         )
 
     def _ts(self, n: int, hours: str, day: date, approved_at: datetime) -> dict[str, Any]:
