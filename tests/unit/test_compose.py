@@ -44,7 +44,9 @@ def host_ports(compose: dict[str, Any], service: str) -> dict[int, int]:
 
 
 def test_every_component_is_a_service_plus_billsync(compose: dict[str, Any]) -> None:
-    assert set(services(compose)) == set(t.COMPOSE_SERVICES.values()) | {"billsync"}
+    # billsync: the CLI image (tools profile); billsync-run and billsync-heal: supervised
+    billsync = {"billsync", "billsync-run", "billsync-heal"}
+    assert set(services(compose)) == set(t.COMPOSE_SERVICES.values()) | billsync
     assert set(t.COMPOSE_SERVICES) == set(t.COMPONENTS)
     build = services(compose)["billsync"]["build"]
     assert (ROOT / build["context"] / build["dockerfile"]).exists()
