@@ -9,9 +9,12 @@ tiers after it red. Order within a tier is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import supervision
 
 HERE = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e", "chaos")
@@ -22,5 +25,26 @@ def _tier(item: pytest.Item) -> int:
     return TIERS.index(parts[0]) if parts and parts[0] in TIERS else len(TIERS)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_tier)  # stable: keeps the order inside a tier
+    config._billsync_items = list(items)  # type: ignore[attr-defined]  # for the summary below
+
+
+@pytest.fixture(autouse=True)
+def _supervision_context(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Which test a stall restart or connector heal of the harness happened in."""
+    supervision.CURRENT[0] = request.node.nodeid
+    yield
+    supervision.CURRENT[0] = ""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every restart and heal the harness did, counted and listed (tests/supervision.py)."""
+    chaos = {
+        item.nodeid
+        for item in getattr(terminalreporter.config, "_billsync_items", [])
+        if item.get_closest_marker("chaos") is not None
+    }
+    terminalreporter.section("supervision: restarts and heals by the test harness")
+    for line in supervision.summary(chaos):
+        terminalreporter.write_line(line)

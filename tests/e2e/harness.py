@@ -44,6 +44,7 @@ from ops.settings import Settings
 from ops.sourcedb import tables as src
 from ops.watchdog import STALL_EXIT
 from sinks.erp import tables as erp
+from tests import supervision
 
 REPO = Path(__file__).resolve().parents[2]
 BILLSYNC = [sys.executable, "-m", "ops.cli"]
@@ -99,8 +100,9 @@ def heal_sources(settings: Settings) -> list[str]:
     except Exception as exc:  # Connect restarting (chaos): the wait goes on
         return [f"heal skipped: {type(exc).__name__}: {exc}"]
     lines = [f"healed: restarted connector {h.connector} ({h.reason})" for h in done]
-    for line in lines:
+    for h, line in zip(done, lines, strict=True):
         print(line)
+        supervision.record(supervision.CONNECTOR_HEAL, f"{h.connector} ({h.reason})")
     return lines
 
 
@@ -198,6 +200,9 @@ class Flow:
             # the flow's stall watchdog asked for a restart (ARCHITECTURE.md, known issues):
             # do what the supervisor does in production, and say so
             print(f"flow exited {STALL_EXIT} (stall watchdog); restarted", flush=True)
+            supervision.record(
+                supervision.STALL_RESTART, f"flow {self.schema}, start #{self.starts}"
+            )
             self._close_log()
             self.start()
             return
