@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests import supervision
 
@@ -36,6 +37,15 @@ def _supervision_context(request: pytest.FixtureRequest) -> Iterator[None]:
     supervision.CURRENT[0] = request.node.nodeid
     yield
     supervision.CURRENT[0] = ""
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that runs ``billsync run`` in-process (CliRunner) configures structlog to write
+    to that runner's stderr, cached; once the runner closed it, every later log call of the
+    session would raise "I/O operation on closed file". Each test starts from the defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

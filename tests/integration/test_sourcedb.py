@@ -67,9 +67,14 @@ def test_init_is_idempotent_and_complete() -> None:
         ("psa", "debezium_signal"),
         ("psa", "debezium_heartbeat"),
         ("crm", "debezium_signal"),
+        # the erp connector's tables (SPEC 2b): the period calendar, its signal and heartbeat
+        ("erp", "accounting_periods"),
+        ("erp", "debezium_signal"),
+        ("erp", "debezium_heartbeat"),
     }
     for table in ("employees", "projects", "timesheets", "milestones"):
         assert rows[("psa", table)]["replica_identity"] == "full"
+    assert rows[("erp", "accounting_periods")]["replica_identity"] == "full"
 
 
 def test_checks_refuse_what_the_source_systems_refuse(psa: Engine, crm: Engine) -> None:
