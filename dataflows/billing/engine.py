@@ -94,6 +94,7 @@ from dataflows.model import (
 TS = SourceType.TIMESHEET.value
 MS = SourceType.MILESTONE.value
 Index = dict[str, set[str]]
+Position = int | tuple[int, int, int]  # SourcePosition.order()
 Touch = dict[LineKey, tuple[Candidate | None, Candidate | None]]  # item -> (old, new) candidate
 _NOTHING = Delta()
 
@@ -123,6 +124,9 @@ class EngineState:
     # closed periods (SPEC 2b) and what is kept of final items (dataflows/billing/finals.py)
     closed: set[str] = field(default_factory=set)
     finals: Finals = field(default_factory=Finals)
+    # per table and key, the source position of the newest change applied (SPEC 4: an older
+    # change changes nothing); a deleted key keeps its delete's position
+    positions: dict[str, dict[str, Position]] = field(default_factory=dict)
     # the rules.RULES_VERSION the targets were computed with (absent in older snapshots)
     rules_version: int = RULES_VERSION
 
@@ -219,6 +223,8 @@ class BillingEngine:
         if "finals" not in vars(self.state):  # a snapshot from before closed periods
             self.state.closed = set()
             self.state.finals = Finals()
+        if "positions" not in vars(self.state):  # from before stale changes were refused
+            self.state.positions = {}
 
     # --- persistence --------------------------------------------------------------------
     def snapshot(self) -> EngineState:
@@ -303,15 +309,28 @@ class BillingEngine:
         if new is not None and new.key != change.key:
             # a primary-key change arrives from Debezium as delete + create; be safe anyway
             return Delta(notes=(f"key {change.key} differs from row key {new.key}: ignored",))
+        order = change.position.order()
+        held = self.state.positions.get(change.table, {}).get(change.key)
+        if order is not None and held is not None and order <= held:  # type: ignore[operator]  # one source: same kind of key
+            return Delta(notes=("stale change: not newer than what the flow holds",))
         if change.table == "accounting_periods":
-            return self._period(change.key, new)
-        stub = None
-        if change.table in ("timesheets", "milestones"):
-            item = (TS if change.table == "timesheets" else MS, change.key)
-            stub = self.state.finals.find(item)
+            delta = self._period(change.key, new)
+        else:
+            stub = None
+            if change.table in ("timesheets", "milestones"):
+                item = (TS if change.table == "timesheets" else MS, change.key)
+                stub = self.state.finals.find(item)
             if stub is not None:
-                return self._apply_to_final(change, item, stub, new)
-        return self._apply_row(change.table, change.key, new)
+                if isinstance(order, int) and order <= stub.lsn:
+                    return Delta(notes=("stale change of a final item: ignored",))
+                delta = self._apply_to_final(change, item, stub, new)
+                if self.state.finals.find(item) is not None:
+                    return delta  # still final: what is kept of it is its stub
+            else:
+                delta = self._apply_row(change.table, change.key, new)
+        if order is not None:
+            self.state.positions.setdefault(change.table, {})[change.key] = order
+        return delta
 
     def _apply_row(self, table: str, key: str, new: Row | None) -> Delta:
         rows = self.state.rows[table]
@@ -397,6 +416,7 @@ class BillingEngine:
             cand = st.candidates.pop(key, None)
             table = "timesheets" if key[0] == TS else "milestones"
             row = st.rows[table].pop(key[1], None)
+            at = st.positions.get(table, {}).pop(key[1], None)
             stubs.append(
                 FinalStub(
                     key=key,
@@ -406,6 +426,7 @@ class BillingEngine:
                     covered=target.covered_hours if cand is not None else ZERO,
                     billed=target.billed_amount if cand is not None else ZERO,
                     digest=own_digest(row),
+                    lsn=at if isinstance(at, int) else -1,
                 )
             )
             del st.lines[key]

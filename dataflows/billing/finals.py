@@ -40,6 +40,7 @@ class FinalStub:
     covered: Decimal  # retainer hours it covered
     billed: Decimal  # amount it billed (counts against the cap)
     digest: int  # periods.own_digest of its own row when it became final
+    lsn: int = -1  # source position (LSN) of that row: an older change of it is stale
 
 
 def _cents(value: Decimal) -> int:
@@ -59,6 +60,7 @@ class FinalSegment:
         "_contract",
         "_covered",
         "_digest",
+        "_lsn",
         "_month",
         "_ms_ids",
         "_names",
@@ -84,6 +86,7 @@ class FinalSegment:
         self._covered = array("q", (_cents(s.covered) for s in ordered))
         self._billed = array("q", (_cents(s.billed) for s in ordered))
         self._digest = array("Q", (s.digest for s in ordered))
+        self._lsn = array("q", (s.lsn for s in ordered))
 
     def __getstate__(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -119,6 +122,7 @@ class FinalSegment:
             covered=_decimal(self._covered[i]),
             billed=_decimal(self._billed[i]),
             digest=self._digest[i],
+            lsn=self._lsn[i],
         )
 
     def get(self, key: LineKey) -> FinalStub | None:

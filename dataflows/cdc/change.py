@@ -36,6 +36,17 @@ class SourcePosition:
     gtid: str | None = None
     ts_ms: int | None = None
 
+    def order(self) -> int | tuple[int, int, int] | None:
+        """A comparable key of this position within its source (commit order of the log):
+        the LSN (PostgreSQL), or (binlog file number, position, row) (MariaDB); None when it
+        cannot be compared. Keys of different sources are never compared."""
+        if self.lsn is not None:
+            return self.lsn
+        if self.file is None or self.pos is None:
+            return None
+        digits = self.file.rsplit(".", 1)[-1]
+        return (int(digits), self.pos, self.row) if digits.isdigit() else None
+
     def __str__(self) -> str:
         if self.lsn is not None:
             return f"{self.source}:lsn={self.lsn}:tx={self.tx_id}"
