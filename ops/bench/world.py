@@ -39,8 +39,8 @@ START = datetime(2026, 1, 5, 8, tzinfo=UTC)
 
 # (kind, share of the changes after the reference rows); shares add up to 1
 MIX: tuple[tuple[str, float], ...] = (
-    ("timesheet submitted", 0.465),
-    ("timesheet approved", 0.445),
+    ("timesheet submitted", 0.455),
+    ("timesheet approved", 0.455),
     ("approved timesheet corrected", 0.045),
     ("approved timesheet deleted", 0.020),
     ("project on hold / released", 0.008),
@@ -161,6 +161,7 @@ def change_stream(
     submitted: list[Timesheet] = []
     approved: list[Timesheet] = []
     pending: list[ContractAmendment] = []
+    on_hold: list[str] = []  # project ids, oldest hold first
     clock = START
     next_close = _month_start(START.date(), 0)  # no line is dated before START's month
     next_id = 1
@@ -198,8 +199,19 @@ def change_stream(
             old = approved.pop(rnd.randrange(len(approved)))
             event = ("d", old, None)
         elif kind == "project on hold / released":
-            p = projects[f"P{rnd.randrange(sc.projects)}"]
-            status = "active" if p.status == "on_hold" else "on_hold"
+            # like amendments, a hold is released in turn: the number of projects on hold
+            # stays small however long the stream (their lines are held, carried forward by
+            # every close, and would otherwise pile up in the open state)
+            if on_hold and rnd.random() < 0.5:
+                p = projects[on_hold.pop(0)]
+                status = "active"
+            else:
+                p = projects[f"P{rnd.randrange(sc.projects)}"]
+                status = "active" if p.status == "on_hold" else "on_hold"
+                if status == "on_hold":
+                    on_hold.append(p.project_id)
+                else:
+                    on_hold.remove(p.project_id)
             projects[p.project_id] = replace(p, status=status, updated_at=clock)
             event = ("u", p, projects[p.project_id])
         elif kind == "milestone accepted":
