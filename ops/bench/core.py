@@ -10,6 +10,13 @@ Three passes over the same framed bytes, in one process, one after the other:
 3. ``bytewax flow``: the production flow (:func:`dataflows.flow.build_flow`) on one worker,
    a ``TestingSource`` of ``KafkaSourceMessage`` and a counting sink in place of the ERP
    (the ERP write is measured by ``bench e2e``).
+
+The stream (:func:`~ops.bench.world.change_stream`) runs a simulated month every
+:data:`MONTH_EVENTS` events and, unless ``closes`` is off, closes each month two months
+after it (``erp.public.accounting_periods`` records, encoded like the other tables), so the
+open state stays bounded. :func:`run_sizes` runs several sizes one after the other and
+compares the per-event cost (µs/event) of the largest with that of the smallest: with
+closes, a longer history should not make an event dearer.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.flow import build_flow
 from dataflows.logic import emissions
 from ops.bench.debezium import Encoder, Framed
-from ops.bench.world import change_stream
+from ops.bench.world import MONTH_EVENTS, change_stream
 from sinks.erp.sink import SinkItem
 from sinks.erp.writer import Emission
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
+BILLING = "decode+billing+memory sink"
+GOAL_RATIO = 1.25  # per-event cost at 200k events within 1.25x of that at 20k (issue 9)
 
 
 @dataclass(frozen=True)
@@ -84,9 +93,12 @@ class CountingSink(DynamicSink[Any]):
         return _Counter(self.box)
 
 
-def encode_stream(n: int, seed: int = 7) -> tuple[Encoder, list[Framed]]:
+def encode_stream(
+    n: int, seed: int = 7, *, month_events: int | None = None, closes: bool = False
+) -> tuple[Encoder, list[Framed]]:
     encoder = Encoder()
-    return encoder, [encoder.change(op, b, a) for op, b, a in change_stream(n, seed=seed)]
+    stream = change_stream(n, seed=seed, month_events=month_events, closes=closes)
+    return encoder, [encoder.change(op, b, a) for op, b, a in stream]
 
 
 def _decode_only(encoder: Encoder, records: list[Framed]) -> Pass:
@@ -112,7 +124,7 @@ def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, Bil
         if isinstance(change, Change):
             sink.write(emissions(apply(change), str(change.position), change.source_ts))
     seconds = time.perf_counter() - began
-    return Pass("decode+billing+memory sink", len(records), seconds, sink.emissions), engine
+    return Pass(BILLING, len(records), seconds, sink.emissions), engine
 
 
 def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
@@ -137,12 +149,23 @@ def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
     return Pass("bytewax flow, 1 worker", len(records), seconds, sink.box[0])
 
 
+@dataclass(frozen=True)
+class Options:
+    """How `bench core` builds its stream and which passes it runs."""
+
+    seed: int = 7
+    flow: bool = True  # also the Bytewax flow pass
+    month_events: int | None = MONTH_EVENTS  # events per simulated month (None: 9 s an event)
+    closes: bool = True  # close each month two months after it
+
+
 def run_core(
-    n: int, *, seed: int = 7, flow: bool = True, say: Callable[[str], None] = lambda _m: None
+    n: int, opts: Options = Options(), say: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
     """Generate ``n`` framed events, run the passes, return figures (events/s and ratios)."""
     began = time.perf_counter()
-    encoder, records = encode_stream(n, seed)
+    encoder, records = encode_stream(n, opts.seed, month_events=opts.month_events,
+                                     closes=opts.closes)  # fmt: skip
     gen_s = time.perf_counter() - began
     say(f"encoded {len(records)} events ({sum(len(r.value) for r in records)} bytes) "
         f"in {gen_s:.1f}s")  # fmt: skip
@@ -151,7 +174,7 @@ def run_core(
     billed, engine = _decode_and_bill(encoder, records)
     say(f"{billed.name}: {billed.events_per_s:,.0f} events/s")
     passes = [ceiling, billed]
-    if flow:
+    if opts.flow:
         f = _flow(encoder, records)
         say(f"{f.name}: {f.events_per_s:,.0f} events/s")
         passes.append(f)
@@ -160,15 +183,20 @@ def run_core(
         tables[r.topic] = tables.get(r.topic, 0) + 1
     return {
         "events": len(records),
+        "month_events": opts.month_events,
+        "closes": opts.closes,
         "value_bytes": sum(len(r.value) for r in records),
         "events_by_topic": dict(sorted(tables.items())),
+        "closed_through": engine.closed_through,
         "open_lines": len(engine.lines),
+        "final_lines": len(engine.finals),
         "passes": [
             {
                 "pass": p.name,
                 "events": p.events,
                 "seconds": round(p.seconds, 4),
                 "events_per_s": round(p.events_per_s, 1),
+                "us_per_event": round(p.seconds * 1e6 / max(p.events, 1), 2),
                 "ratio_to_decode": round(p.events_per_s / ceiling.events_per_s, 3),
                 "outputs": p.outputs,
             }
@@ -178,4 +206,48 @@ def run_core(
     }
 
 
-__all__ = ["MemorySink", "SinkItem", "run_core"]
+def _billing_cost(run: dict[str, Any]) -> float:
+    return float(next(p["us_per_event"] for p in run["passes"] if p["pass"] == BILLING))
+
+
+def run_sizes(
+    sizes: list[int],
+    opts: Options = Options(),
+    say: Callable[[str], None] = lambda _m: None,
+    *,
+    repeat: int = 1,
+) -> dict[str, Any]:
+    """:func:`run_core` at each size, one after the other in this process, and each pass's
+    per-event cost at the largest size over that at the smallest (the growth of per-event
+    cost with the stream's history: SPEC 2b wants it flat once months close).
+
+    With ``repeat`` > 1 the sizes run round-robin that many times and each size keeps its
+    run of the lowest decode+billing cost, so that load from elsewhere on the machine weighs
+    on every size alike and a passing burst does not decide the ratio."""
+    best: dict[int, dict[str, Any]] = {}
+    for round_ in range(repeat):
+        for n in sorted(set(sizes)):
+            say(f"--- {n:,} events (round {round_ + 1} of {repeat})")
+            run = run_core(n, opts, say)
+            if n not in best or _billing_cost(run) < _billing_cost(best[n]):
+                best[n] = run
+    runs = [best[n] for n in sorted(best)]
+    small, large = runs[0], runs[-1]
+    cost = {p["pass"]: p["us_per_event"] for p in small["passes"]}
+    growth = {
+        p["pass"]: round(p["us_per_event"] / cost[p["pass"]], 3) if cost[p["pass"]] else None
+        for p in large["passes"]
+    }
+    return {
+        "sizes": [r["events"] for r in runs],
+        "closes": opts.closes,
+        "month_events": opts.month_events,
+        "repeat": repeat,
+        "runs": runs,
+        "cost_ratio": growth,  # us/event at the largest size / at the smallest, per pass
+        "goal_ratio": GOAL_RATIO,
+        "within_goal": (growth.get(BILLING) or float("inf")) <= GOAL_RATIO,
+    }
+
+
+__all__ = ["MemorySink", "Options", "SinkItem", "run_core", "run_sizes"]

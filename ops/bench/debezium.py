@@ -19,7 +19,7 @@ from fastavro import parse_schema, schemaless_writer
 
 from dataflows.cdc.schemas import DictSchemaSource
 from dataflows.cdc.wire import frame
-from dataflows.model import PSA_TABLES, Row
+from dataflows.model import ERP_TABLES, PSA_TABLES, Row
 
 EPOCH_DAY = date(1970, 1, 1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,6 +95,10 @@ COLUMNS: dict[str, list[tuple[str, Any, bool]]] = {
         ("status", _enum("pending", "approved", "rejected"), False),
         ("effective_date", DATE, False), ("updated_at", ZONED, False),
     ],
+    "accounting_periods": [
+        ("period", S, False), ("status", S, False), ("closed_at", ZONED, True),
+        ("closed_by", S, True), ("reopened_at", ZONED, True), ("reopen_reason", S, True),
+    ],
 }  # fmt: skip
 
 
@@ -145,9 +149,17 @@ def _source_schema(pg: bool) -> dict[str, Any]:
     }
 
 
+def source_of(table: str) -> str:
+    """The connector (topic prefix and source name) that captures ``table``."""
+    if table in PSA_TABLES:
+        return "psa"
+    return "erp" if table in ERP_TABLES else "crm"
+
+
 def topic_of(table: str) -> str:
     """The Debezium topic of a contract table on the local stack's connectors."""
-    return f"psa.public.{table}" if table in PSA_TABLES else f"crm.crm.{table}"
+    source = source_of(table)
+    return f"crm.crm.{table}" if source == "crm" else f"{source}.public.{table}"
 
 
 def envelope_schema(table: str) -> dict[str, Any]:
@@ -170,7 +182,7 @@ def envelope_schema(table: str) -> dict[str, Any]:
         "fields": [
             {"name": "before", "type": ["null", value], "default": None},
             {"name": "after", "type": ["null", "Value"], "default": None},
-            {"name": "source", "type": _source_schema(table in PSA_TABLES)},
+            {"name": "source", "type": _source_schema(source_of(table) != "crm")},
             {"name": "op", "type": S},
             {"name": "ts_ms", **_opt("long")},
             {"name": "ts_us", **_opt("long")},
@@ -202,9 +214,10 @@ class Framed:
 
 
 class Encoder:
-    """Frames typed row changes as Debezium Avro values; schema ids 1..8, one per table.
+    """Frames typed row changes as Debezium Avro values; schema ids 1..9, one per table.
 
-    Positions grow per source (PostgreSQL LSN/txId, MariaDB binlog pos), like a real log.
+    Positions grow per source (PostgreSQL LSN/txId of ``psa`` and of ``erp``, MariaDB binlog
+    pos of ``crm``), like a real log.
     """
 
     FIRST_ID = 1
@@ -216,7 +229,7 @@ class Encoder:
             schema = envelope_schema(table)
             self.schemas.add(i, schema)
             self._plans[table] = (i, parse_schema(schema, named_schemas={}), COLUMNS[table])
-        self._lsn = 10_000
+        self._lsn = {"psa": 10_000, "erp": 10_000}
         self._pos = 4
         self.ts_ms = ts_ms
 
@@ -229,10 +242,11 @@ class Encoder:
     def _source(self, table: str) -> dict[str, Any]:
         base = {"version": "3.6.1.Final", "ts_ms": self.ts_ms, "snapshot": "false",
                 "sequence": None, "ts_us": None, "ts_ns": None, "table": table}  # fmt: skip
-        if table in PSA_TABLES:
-            self._lsn += 120
-            return {**base, "connector": "postgresql", "name": "psa", "db": "psa",
-                    "schema": "public", "txId": self._lsn // 120, "lsn": self._lsn,
+        source = source_of(table)
+        if source != "crm":
+            lsn = self._lsn[source] = self._lsn[source] + 120
+            return {**base, "connector": "postgresql", "name": source, "db": source,
+                    "schema": "public", "txId": lsn // 120, "lsn": lsn,
                     "xmin": None}  # fmt: skip
         self._pos += 300
         return {**base, "connector": "mariadb", "name": "crm", "db": "crm", "server_id": 1,

@@ -1,116 +1,254 @@
-"""``billsync bench state``: memory, snapshot size and resume time of N open lines.
+"""``billsync bench state``: memory, snapshot size and resume time of the billing engine.
 
-The engine is built in this process from a synthetic firm (:func:`~ops.bench.world.
-open_lines_stream`: reference rows, then N approved timesheet lines over 12 months, applied
-as typed changes — the edge is not part of this measure). Figures:
+Two worlds (:mod:`ops.bench.world`):
 
-- ``rss_mb``: resident set of this process after the build minus before it (``/proc``);
-- ``snapshot_bytes``: ``BillingLogic.snapshot()`` — the pickle Bytewax stores per epoch;
-- ``pickle_s`` / ``unpickle_s``: time to take and to load that snapshot;
+- all open (``--open`` omitted): reference rows, then N approved timesheet lines over 12
+  months in random order (:func:`~ops.bench.world.open_lines_stream`), nothing closed;
+- history (``--open M``): a firm over time, N lines month by month in work_date order with
+  the months before the last 12 closed as the stream passes them
+  (:func:`~ops.bench.world.history_stream`), so about N - M lines end final and M open. The
+  same command then also measures the all-open world of M lines — the baseline of SPEC 2b's
+  promise that state is bounded by open items — and prints each figure's ratio to it.
+
+Each world is measured in its own Python process (``python -m ops.bench.state``), so one
+world's memory cannot mix into the other's figures. Figures of a world:
+
+- ``rss_mb``: the process's resident set after the build (and a ``gc.collect()``) minus
+  before it; ``peak_rss_mb``: its high-water mark (``VmHWM``), the whole process;
+- ``snapshot_bytes``: ``BillingLogic(mappings, None, segment_dir).snapshot()`` — the pickle
+  Bytewax stores per epoch. Its first call writes every final segment once to a file in
+  ``segment_dir`` (``first_snapshot_s``; ``segment_files``/``segment_bytes``); the figure and
+  ``snapshot_s`` are those of the next call, what every later epoch pays.
+  ``inline_snapshot_bytes`` is the same state pickled with its segments inline (no
+  ``segment_dir``);
+- ``unpickle_s``: loading that snapshot (and its segment files) in this process;
 - ``resume_s``: a fresh Python process (what a restart after ``kill -9`` is) that reads the
   snapshot from disk, builds the billing step from it exactly as Bytewax does on resume
-  (``BillingLogic(mappings, resume=bytes)``) and applies one new change. It does not include
-  Bytewax reading its SQLite recovery store, nor the replay of the source records since the
-  last snapshot (at most ``snapshot_interval_s`` of traffic).
+  (``BillingLogic(mappings, resume=bytes, segment_dir=...)``) and applies one new change
+  (``resume_rss_mb``: that process's resident set then). It does not include Bytewax reading
+  its SQLite recovery store, nor the replay of the source records since the last snapshot.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.change import Change, Op, SourcePosition
+from dataflows.errors import BillsyncError
 from dataflows.logic import BillingLogic
-from ops.bench.world import open_lines_stream
+from dataflows.snapshots import SegmentStore, dumps, loads
+from ops.bench.world import Event, history_stream, open_lines_stream
+
+GOAL_RATIO = 1.2  # SPEC 2b: N lines with M open within 1.2x of M open lines
+PROGRESS_EVERY = 5000
 
 RESUME_SCRIPT = """
-import pickle, sys, time
+import json, sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.change import Change, Op, SourcePosition
 from dataflows.logic import BillingLogic
 from dataflows.model import Timesheet
+from ops.bench.state import rss_mb
 data = open(sys.argv[1], "rb").read()
-logic = BillingLogic(load_mappings(), data)
-at = datetime(2026, 1, 9, 12, tzinfo=UTC)
-row = Timesheet(10**9, "E1", "P1", date(2026, 1, 9), Decimal("1.00"), True, "approved",
-                at, None, at)
+logic = BillingLogic(load_mappings(), data, Path(sys.argv[2]))
+day = date.fromisoformat(sys.argv[3])
+at = datetime(day.year, day.month, day.day, 20, tzinfo=UTC)
+row = Timesheet(10**9, "E1", "P1", day, Decimal("1.00"), True, "approved", at, None, at)
 out, _ = logic.on_item(Change("timesheets", Op.CREATE, row.key, None, row,
                               SourcePosition("psa", lsn=1, tx_id=1)))
 assert list(out), "the resumed engine emitted nothing for a new approved line"
-print(len(logic.engine.lines))
+print(json.dumps({"lines": len(logic.engine.lines), "finals": len(logic.engine.finals),
+                  "rss_mb": rss_mb("VmRSS")}))
 """
 
 
-def _rss_mb() -> float:
+class BenchError(BillsyncError):
+    """A measuring process failed."""
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``), MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
 
 
-def build_engine(lines: int, progress: Callable[[int], None] | None = None) -> BillingEngine:
+def world(lines: int, open_lines: int | None) -> tuple[str, Any]:
+    """The name and event stream of a world: all open, or a history with ``open_lines`` open."""
+    if open_lines is None or open_lines >= lines:
+        return f"all open, {lines:,} lines", open_lines_stream(lines)
+    return f"{lines:,} lines, {open_lines:,} open", history_stream(lines, open_lines)
+
+
+def build_engine(
+    events: Any, progress: Callable[[int], None] | None = None
+) -> tuple[BillingEngine, dict[str, Any]]:
+    """Apply a world's events to a new engine; (engine, what was applied)."""
     engine = BillingEngine(load_mappings())
     pos = SourcePosition("psa", lsn=1, tx_id=1)
-    for i, (_op, _before, after) in enumerate(open_lines_stream(lines)):
+    applied: dict[str, Any] = {"timesheets": 0, "closes": 0, "last_work_date": None}
+    ev: Event
+    for ev in events:
+        op, _before, after = ev
         assert after is not None
-        engine.apply(Change(after.TABLE, Op.READ, after.key, None, after, pos))
-        if progress is not None and i % 5000 == 4999:
-            progress(5000)
-    return engine
+        engine.apply(Change(after.TABLE, Op(op), after.key, None, after, pos))
+        if after.TABLE == "accounting_periods":
+            applied["closes"] += 1
+        elif after.TABLE == "timesheets":
+            applied["timesheets"] += 1
+            applied["last_work_date"] = getattr(after, "work_date", None)
+            if progress is not None and applied["timesheets"] % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+    return engine, applied
 
 
-def run_state(lines: int, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    rss0 = _rss_mb()
+def measure(
+    lines: int, open_lines: int | None, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Build one world in this process and take its figures (see the module docstring)."""
+    name, events = world(lines, open_lines)
+    gc.collect()
+    rss0 = rss_mb()
     began = time.perf_counter()
-    engine = build_engine(lines, progress)
+    engine, applied = build_engine(events, progress)
     build_s = time.perf_counter() - began
-    rss = _rss_mb() - rss0
-    open_lines = len(engine.lines)
-    logic = BillingLogic(engine.mappings, None)
-    logic._engine = engine  # the step as Bytewax holds it after these changes
-    began = time.perf_counter()
-    snap = logic.snapshot()
-    pickle_s = time.perf_counter() - began
-    began = time.perf_counter()
-    pickle.loads(snap)  # noqa: S301  # our own snapshot, just written
-    unpickle_s = time.perf_counter() - began
+    gc.collect()
+    rss = rss_mb() - rss0
+    open_count, final_count = len(engine.lines), len(engine.finals)
     with tempfile.TemporaryDirectory(prefix="billsync-bench-state-") as tmp:
+        segment_dir = Path(tmp) / "finals"
+        logic = BillingLogic(engine.mappings, None, segment_dir)
+        logic._engine = engine  # the step as Bytewax holds it after these changes
+        began = time.perf_counter()
+        logic.snapshot()  # the first epoch after the closes: writes each segment once
+        first_snapshot_s = time.perf_counter() - began
+        began = time.perf_counter()
+        snap = logic.snapshot()  # every later epoch
+        snapshot_s = time.perf_counter() - began
+        began = time.perf_counter()
+        loads(snap, SegmentStore(segment_dir))
+        unpickle_s = time.perf_counter() - began
+        segments = sorted(segment_dir.glob("*.seg")) if segment_dir.exists() else []
+        inline = len(dumps(engine.snapshot(), None)) if segments else len(snap)
         path = Path(tmp) / "billing.snapshot"
         path.write_bytes(snap)
         del snap
+        day: date = applied["last_work_date"] or date(2026, 1, 9)
         began = time.perf_counter()
         done = subprocess.run(  # noqa: S603  # our own interpreter and script
-            [sys.executable, "-c", RESUME_SCRIPT, str(path)],
+            [sys.executable, "-c", RESUME_SCRIPT, str(path), str(segment_dir), day.isoformat()],
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
             cwd=os.getcwd(),
         )
         resume_s = time.perf_counter() - began
+        if done.returncode != 0:
+            raise BenchError(f"the resume process failed ({done.returncode}): {done.stderr}")
         size = path.stat().st_size
-    resumed_lines = int(done.stdout.strip().splitlines()[-1])
+        segment_bytes = sum(p.stat().st_size for p in segments)
+    resumed = json.loads(done.stdout.strip().splitlines()[-1])
     return {
+        "world": name,
         "lines": lines,
-        "open_lines": open_lines,
+        "timesheets": applied["timesheets"],
+        "closes": applied["closes"],
+        "closed_through": engine.closed_through,
+        "open_lines": open_count,
+        "final_lines": final_count,
         "build_s": round(build_s, 2),
         "rss_mb": round(rss, 1),
-        "rss_bytes_per_line": round(rss * 1024 * 1024 / max(open_lines, 1)),
+        "rss_bytes_per_open_line": round(rss * 1024 * 1024 / max(open_count, 1)),
+        "peak_rss_mb": rss_mb("VmHWM"),
         "snapshot_bytes": size,
-        "snapshot_bytes_per_line": round(size / max(open_lines, 1), 1),
-        "pickle_s": round(pickle_s, 2),
-        "unpickle_s": round(unpickle_s, 2),
+        "snapshot_bytes_per_open_line": round(size / max(open_count, 1), 1),
+        "inline_snapshot_bytes": inline,
+        "segment_files": len(segments),
+        "segment_bytes": segment_bytes,
+        "first_snapshot_s": round(first_snapshot_s, 3),
+        "snapshot_s": round(snapshot_s, 3),
+        "unpickle_s": round(unpickle_s, 3),
         "resume_s": round(resume_s, 2),
-        "resumed_lines": resumed_lines,
-        "targets": {"rss_mb_at_1M": 1536, "resume_s": 30},
+        "resume_rss_mb": resumed["rss_mb"],
+        "resumed_lines": resumed["lines"],
+        "resumed_finals": resumed["finals"],
     }
+
+
+def measure_apart(
+    lines: int, open_lines: int | None, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """:func:`measure` in a fresh Python process (``python -m ops.bench.state``): progress
+    arrives as ``P <lines>`` lines on its stdout, the figures as one ``R <json>`` line."""
+    argv = [sys.executable, "-m", "ops.bench.state", str(lines)]
+    if open_lines is not None:
+        argv.append(str(open_lines))
+    with subprocess.Popen(  # noqa: S603  # our own interpreter and module
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd()
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        result: dict[str, Any] | None = None
+        for line in proc.stdout:
+            if line.startswith("P ") and progress is not None:
+                progress(int(line[2:]))
+            elif line.startswith("R "):
+                result = json.loads(line[2:])
+        err = proc.stderr.read()
+    if proc.returncode != 0 or result is None:
+        raise BenchError(f"bench state for {lines} lines failed ({proc.returncode}): {err}")
+    return result
+
+
+RATIO_FIGURES = ("rss_mb", "peak_rss_mb", "snapshot_bytes", "snapshot_s", "resume_s",
+                 "resume_rss_mb")  # fmt: skip
+GOAL_FIGURES = ("rss_mb", "snapshot_bytes", "snapshot_s", "resume_s")
+
+
+def run_state(
+    lines: int, open_lines: int | None = None, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """The figures of ``lines`` lines (all open), or of ``lines`` with ``open_lines`` open
+    beside the all-open ``open_lines`` baseline of the same run, with their ratios."""
+    if open_lines is None or open_lines >= lines:
+        return measure_apart(lines, None, progress)
+    history = measure_apart(lines, open_lines, progress)
+    baseline = measure_apart(open_lines, None, progress)
+    ratios: dict[str, float | None] = {
+        f: round(history[f] / baseline[f], 2) if baseline[f] else None for f in RATIO_FIGURES
+    }
+    return {
+        "lines": lines,
+        "open": open_lines,
+        "worlds": [history, baseline],
+        "ratios": ratios,
+        "goal_ratio": GOAL_RATIO,
+        "within_goal": {f: (ratios[f] or float("inf")) <= GOAL_RATIO for f in GOAL_FIGURES},
+    }
+
+
+def main(argv: list[str]) -> None:
+    """``python -m ops.bench.state LINES [OPEN]``: one world's figures (see above)."""
+    lines = int(argv[0])
+    open_lines = int(argv[1]) if len(argv) > 1 else None
+    result = measure(lines, open_lines, lambda k: print(f"P {k}", flush=True))
+    print("R " + json.dumps(result, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -4,20 +4,25 @@ Reference rows first (accounts, contracts of every type — some capped per mont
 contract, some retainers — six rates per contract, projects, employees), then a working
 day's mix, repeated: timesheet lines created (submitted), approved, corrected, deleted, and
 now and then a project put on hold and released, a milestone accepted, a cap moved, a rate
-changed, an amendment opened and later approved, an employee moved to another cost center.
-:data:`MIX` is the share of each kind of change after the reference rows.
+changed, an amendment opened and later approved, an employee moved to another cost center;
+optionally each month closed two months after it (:func:`change_stream`). :data:`MIX` is the
+share of each kind of change after the reference rows (closes come on top).
+
+:func:`open_lines_stream` and :func:`history_stream` build state rather than traffic: N
+approved lines all open, or N lines month by month with all but the last months closed.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from dataflows.model import (
     Account,
+    AccountingPeriod,
     Contract,
     ContractAmendment,
     ContractRate,
@@ -34,8 +39,8 @@ START = datetime(2026, 1, 5, 8, tzinfo=UTC)
 
 # (kind, share of the changes after the reference rows); shares add up to 1
 MIX: tuple[tuple[str, float], ...] = (
-    ("timesheet submitted", 0.465),
-    ("timesheet approved", 0.445),
+    ("timesheet submitted", 0.455),
+    ("timesheet approved", 0.455),
     ("approved timesheet corrected", 0.045),
     ("approved timesheet deleted", 0.020),
     ("project on hold / released", 0.008),
@@ -48,6 +53,9 @@ MIX: tuple[tuple[str, float], ...] = (
 )
 
 Event = tuple[str, Row | None, Row | None]  # (op, before, after)
+# `bench core`'s pace: a simulated month every 5,000 events (time compressed, ~2,200
+# approvals a month), so 20,000 events span four months and 200,000 forty.
+MONTH_EVENTS = 5_000
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,40 @@ def reference_rows(scale: Scale) -> list[Row]:
     return out
 
 
-def change_stream(n: int, *, seed: int = 7, scale: Scale | None = None) -> Iterator[Event]:
-    """``n`` changes (reference rows included) of a firm at work."""
+def period_of(day: date) -> str:
+    """The accounting period (``YYYY-MM``) of a day."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _month_start(first: date, months: int) -> date:
+    """The first day of the month ``months`` after ``first``'s month."""
+    k = first.year * 12 + first.month - 1 + months
+    return date(k // 12, k % 12 + 1, 1)
+
+
+def _close(period: str, at: datetime) -> Event:
+    """Finance closes ``period`` at ``at`` (``billsync periods close``, as captured)."""
+    return ("c", None, AccountingPeriod(period, "closed", at, "bench"))
+
+
+def change_stream(
+    n: int,
+    *,
+    seed: int = 7,
+    scale: Scale | None = None,
+    month_events: int | None = None,
+    closes: bool = False,
+) -> Iterator[Event]:
+    """``n`` changes (reference rows included) of a firm at work.
+
+    The clock moves 9 s an event (about a thousand lines a working day), or, with
+    ``month_events``, a month every ``month_events`` events (time compressed, so that a
+    short stream spans months). With ``closes``, each month is closed (an
+    ``accounting_periods`` row created with status ``closed``, an event of the stream like
+    any other) once the clock has moved two months past it: January when March begins.
+    """
     sc = scale or Scale()
+    step = timedelta(days=30) / month_events if month_events else timedelta(seconds=9)
     rnd = random.Random(seed)  # noqa: S311  # synthetic data, not security
     emitted = 0
     rows = reference_rows(sc)
@@ -122,10 +161,18 @@ def change_stream(n: int, *, seed: int = 7, scale: Scale | None = None) -> Itera
     submitted: list[Timesheet] = []
     approved: list[Timesheet] = []
     pending: list[ContractAmendment] = []
+    on_hold: list[str] = []  # project ids, oldest hold first
     clock = START
+    next_close = _month_start(START.date(), 0)  # no line is dated before START's month
     next_id = 1
     while emitted < n:
-        clock += timedelta(seconds=9)  # ~ a thousand lines a working day
+        clock += step
+        while closes and emitted < n and next_close <= _month_start(clock.date(), -2):
+            yield _close(period_of(next_close), clock)
+            emitted += 1
+            next_close = _month_start(next_close, 1)
+        if emitted >= n:
+            break
         kind = rnd.choices(kinds, weights)[0]
         event: Event | None = None
         if kind == "timesheet submitted" or (kind == "timesheet approved" and not submitted):
@@ -152,8 +199,19 @@ def change_stream(n: int, *, seed: int = 7, scale: Scale | None = None) -> Itera
             old = approved.pop(rnd.randrange(len(approved)))
             event = ("d", old, None)
         elif kind == "project on hold / released":
-            p = projects[f"P{rnd.randrange(sc.projects)}"]
-            status = "active" if p.status == "on_hold" else "on_hold"
+            # like amendments, a hold is released in turn: the number of projects on hold
+            # stays small however long the stream (their lines are held, carried forward by
+            # every close, and would otherwise pile up in the open state)
+            if on_hold and rnd.random() < 0.5:
+                p = projects[on_hold.pop(0)]
+                status = "active"
+            else:
+                p = projects[f"P{rnd.randrange(sc.projects)}"]
+                status = "active" if p.status == "on_hold" else "on_hold"
+                if status == "on_hold":
+                    on_hold.append(p.project_id)
+                else:
+                    on_hold.remove(p.project_id)
             projects[p.project_id] = replace(p, status=status, updated_at=clock)
             event = ("u", p, projects[p.project_id])
         elif kind == "milestone accepted":
@@ -197,17 +255,72 @@ def change_stream(n: int, *, seed: int = 7, scale: Scale | None = None) -> Itera
             emitted += 1
 
 
+def _reads(rows: Iterable[Row]) -> Iterator[Event]:
+    """Rows as Debezium snapshot reads."""
+    for row in rows:
+        yield ("r", None, row)
+
+
+def _approved_line(i: int, work: date, at: datetime, sc: Scale, rnd: random.Random) -> Timesheet:
+    """Timesheet ``i``, approved at ``at``: a random employee, project and hours of the firm."""
+    return Timesheet(i, f"E{rnd.randrange(sc.employees)}", f"P{rnd.randrange(sc.projects)}",
+                     work, Decimal(rnd.choice(("2.00", "4.00", "8.00"))), True, "approved", at,
+                     None, at)  # fmt: skip
+
+
 def open_lines_stream(lines: int, *, seed: int = 11) -> Iterator[Event]:
     """Reference rows, then ``lines`` approved timesheet lines over 12 months (snapshot reads)."""
     sc = Scale.for_lines(lines)
     rnd = random.Random(seed)  # noqa: S311  # synthetic data, not security
-    for row in reference_rows(sc):
-        yield ("r", None, row)
+    yield from _reads(reference_rows(sc))
     day0 = date(2025, 2, 3)
     for i in range(1, lines + 1):
         work = day0 + timedelta(days=rnd.randrange(330))
         at = datetime(work.year, work.month, work.day, 18, tzinfo=UTC) + timedelta(seconds=i)
-        yield ("r", None, Timesheet(i, f"E{rnd.randrange(sc.employees)}",
-                                    f"P{rnd.randrange(sc.projects)}", work,
-                                    Decimal(rnd.choice(("2.00", "4.00", "8.00"))), True,
-                                    "approved", at, None, at))  # fmt: skip
+        yield ("r", None, _approved_line(i, work, at, sc, rnd))
+
+
+HISTORY_START = date(2025, 1, 1)  # the contracts' start: no line of the history is before it
+
+
+def history_stream(
+    lines: int, open_lines: int, *, open_months: int = 12, seed: int = 11
+) -> Iterator[Event]:
+    """A firm over time: ``lines`` approved lines month by month in work_date order, at
+    ``open_lines / open_months`` lines a month, the months before the last ``open_months``
+    closed as the stream passes them.
+
+    The firm is sized for ``open_lines`` (:meth:`Scale.for_lines`, as
+    :func:`open_lines_stream` sizes it), so its last ``open_months`` months look like the
+    all-open world of ``open_lines`` lines; before them lie ``lines - open_lines`` lines of
+    history. When the first line of month *t* arrives, every month up to *t* - ``open_months``
+    is closed (an ``accounting_periods`` row created with status ``closed``), so about
+    ``lines - open_lines`` lines end final. Contract-wide caps are sized for the whole history
+    (800,000 a year of it): a cap that binds holds its contract's later lines, and a held
+    line is carried forward by every close (SPEC 2b) — the open state would then grow with
+    history by the synthetic contracts' choice, not by the engine's.
+    """
+    if lines < 1 or open_lines < 1 or open_months < 1:
+        raise ValueError("lines, open_lines and open_months must be positive")
+    sc = Scale.for_lines(open_lines)
+    rnd = random.Random(seed)  # noqa: S311  # synthetic data, not security
+    months = -(-lines * open_months // open_lines)  # ceil: months of history
+    years = -(-months // 12)
+    rows = [
+        replace(r, cap_amount=Decimal(800_000 * years))
+        if isinstance(r, Contract) and r.cap_amount is not None and r.cap_period == "contract"
+        else r
+        for r in reference_rows(sc)
+    ]
+    yield from _reads(rows)
+    closed = 0  # months closed so far, from HISTORY_START on
+    for i in range(lines):
+        t, rest = divmod(i * open_months, open_lines)  # month index, place in the month
+        start = _month_start(HISTORY_START, t)
+        while closed <= t - open_months:
+            period = period_of(_month_start(HISTORY_START, closed))
+            yield _close(period, datetime(start.year, start.month, start.day, tzinfo=UTC))
+            closed += 1
+        span = _month_start(HISTORY_START, t + 1) - start
+        at = datetime(start.year, start.month, start.day, tzinfo=UTC) + span * rest / open_lines
+        yield ("r", None, _approved_line(i + 1, at.date(), at + timedelta(hours=18), sc, rnd))

@@ -8,6 +8,7 @@ import typer
 from rich.progress import Progress
 
 from dataflows.errors import ConfigError
+from ops.bench.world import MONTH_EVENTS
 from ops.console import console, emit_json, emit_table
 from ops.settings import get_settings
 
@@ -22,41 +23,143 @@ def _say(as_json: bool) -> Any:
     return (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
 
 
+def _sizes(events: list[int] | None, sizes: str | None) -> list[int]:
+    """The stream sizes of `bench core`: every --events, and every size of --sizes."""
+    out = list(events or [])
+    for part in (sizes or "").split(","):
+        part = part.strip().replace("_", "")
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 100:
+            raise ConfigError(
+                f"--sizes: {part!r} is not a number of events >= 100",
+                field="--sizes",
+                fix="e.g. --sizes 20000,200000",
+            )
+        out.append(int(part))
+    return sorted(set(out)) or [100_000]
+
+
 @app.command("core")
 def core(
-    events: Annotated[int, typer.Option("--events", "-n", min=100)] = 100_000,
+    events: Annotated[
+        list[int] | None,
+        typer.Option("--events", "-n", min=100, help="events; repeat for several sizes"),
+    ] = None,
+    sizes: Annotated[
+        str | None, typer.Option(help="several sizes at once, e.g. 20000,200000")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of the synthetic stream")] = 7,
     flow: Annotated[bool, typer.Option(help="also run the Bytewax flow pass")] = True,
+    closes: Annotated[
+        bool, typer.Option(help="close each simulated month two months after it")
+    ] = True,
+    month_events: Annotated[
+        int, typer.Option(min=100, help="events per simulated month")
+    ] = MONTH_EVENTS,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="with several sizes: rounds; each keeps its fastest")
+    ] = 1,
     as_json: JSON = False,
 ) -> None:
-    """Synthetic Debezium Avro events: decode+billing vs the decode-only ceiling."""
-    from ops.bench.core import run_core
+    """Synthetic Debezium Avro events: decode+billing vs the decode-only ceiling; with
+    several sizes, the per-event cost of the largest over the smallest (target <= 1.25)."""
+    from ops.bench.core import Options, run_core, run_sizes
 
-    result = run_core(events, seed=seed, flow=flow, say=_say(as_json))
-    if as_json:
-        emit_json(result)
+    wanted = _sizes(events, sizes)
+    say = _say(as_json)
+    opts = Options(seed=seed, flow=flow, month_events=month_events, closes=closes)
+    if len(wanted) == 1:
+        result = run_core(wanted[0], opts, say)
+        if as_json:
+            emit_json(result)
+            return
+        cols = ["pass", "events", "seconds", "events_per_s", "us_per_event", "ratio_to_decode",
+                "outputs"]  # fmt: skip
+        emit_table(result["passes"], cols, title=_core_title(result))
         return
-    cols = ["pass", "events", "seconds", "events_per_s", "ratio_to_decode", "outputs"]
-    emit_table(result["passes"], cols, title=f"bench core: {result['events']} events")
+    many = run_sizes(wanted, opts, say, repeat=repeat)
+    if as_json:
+        emit_json(many)
+        return
+    small, large = many["runs"][0], many["runs"][-1]
+    rows = [
+        {
+            "pass": a["pass"],
+            f"us/event @{small['events']}": a["us_per_event"],
+            f"us/event @{large['events']}": b["us_per_event"],
+            "ratio": many["cost_ratio"][a["pass"]],
+        }
+        for a, b in zip(small["passes"], large["passes"], strict=True)
+    ]
+    for run in many["runs"]:
+        console.print(_core_title(run))
+    verdict = "within" if many["within_goal"] else "OVER"
+    emit_table(
+        rows,
+        list(rows[0]),
+        title=f"bench core: per-event cost, {large['events']} vs {small['events']} events "
+        f"(decode+billing {verdict} target {many['goal_ratio']})",
+    )
+
+
+def _core_title(run: dict[str, Any]) -> str:
+    closes = f"closes through {run['closed_through']}" if run["closes"] else "no closes"
+    return (
+        f"bench core: {run['events']} events, a month every {run['month_events']}, {closes}; "
+        f"{run['open_lines']} open lines, {run['final_lines']} final"
+    )
 
 
 @app.command("state")
 def state(
     lines: Annotated[int, typer.Option("--lines", "-n", min=100)] = 100_000,
+    open_lines: Annotated[
+        int | None,
+        typer.Option(
+            "--open",
+            min=1,
+            help="lines left open: the rest are built as history and closed; also measures "
+            "the all-open world of that many lines and prints the ratios",
+        ),
+    ] = None,
     as_json: JSON = False,
 ) -> None:
-    """RSS, snapshot size, pickle/unpickle and resume time of an engine with N open lines."""
+    """RSS, snapshot size and time, resume time: N lines all open, or N lines of which M
+    open beside the all-open M-line baseline (target: every ratio <= 1.2)."""
     from ops.bench.state import run_state
 
+    total = lines + (open_lines if open_lines is not None and open_lines < lines else 0)
     if as_json:
-        result = run_state(lines)
-        emit_json(result)
+        emit_json(run_state(lines, open_lines))
         return
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("building the engine", total=lines)
-        result = run_state(lines, lambda k: bar.advance(task, k))
-    rows = [{"figure": k, "value": v} for k, v in result.items() if k != "targets"]
-    emit_table(rows, ["figure", "value"], title=f"bench state: {lines} lines")
+        task = bar.add_task("building the engines", total=total)
+        result = run_state(lines, open_lines, lambda k: bar.advance(task, k))
+    if "worlds" not in result:
+        rows = [{"figure": k, "value": v} for k, v in result.items()]
+        emit_table(rows, ["figure", "value"], title=f"bench state: {lines} lines")
+        return
+    history, baseline = result["worlds"]
+    rows = [
+        {
+            "figure": k,
+            history["world"]: v,
+            baseline["world"]: baseline[k],
+            "ratio": result["ratios"].get(k, ""),
+        }
+        for k, v in history.items()
+        if k != "world"
+    ]
+    verdict = "within" if all(result["within_goal"].values()) else "OVER"
+    emit_table(
+        rows,
+        list(rows[0]),
+        title=f"bench state: {lines} lines with {open_lines} open vs {open_lines} all open "
+        f"({verdict} target {result['goal_ratio']}: "
+        + ", ".join(f"{k} {'ok' if ok else 'OVER'}" for k, ok in result["within_goal"].items())
+        + ")",
+    )
 
 
 @app.command("e2e")
