@@ -104,7 +104,10 @@ class FinalSegment:
                 wanted = int(key[1])
             except ValueError:
                 return None
-            i = bisect_left(self._ts_ids, wanted)
+            ids = self._ts_ids
+            if not ids or wanted < ids[0] or wanted > ids[-1]:
+                return None  # outside this close's id range: no search (most segments)
+            i = bisect_left(ids, wanted)
             return i if i < len(self._ts_ids) and self._ts_ids[i] == wanted else None
         i = bisect_left(self._ms_ids, key[1])
         if i < len(self._ms_ids) and self._ms_ids[i] == key[1]:

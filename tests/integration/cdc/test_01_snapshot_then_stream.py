@@ -26,6 +26,11 @@ def test_snapshot_then_stream(throwaway: Throwaway) -> None:
     t.insert(before_a, amount="11.10")
     t.insert(before_b, amount="22.20")
     t.register()
+    # the connector's snapshot runs after register() returns: a row written before the
+    # snapshot's consistent point is read, not streamed. Once both reads arrived, that point
+    # has passed and what follows is streamed (a fresh CI machine lost this race once:
+    # insert and update both came as snapshot reads)
+    t.consume_until(all_of(has_ops(before_a, Op.READ), has_ops(before_b, Op.READ)))
     streamed = t.key("-stream")
     t.insert(streamed, amount="33.30")
     t.update(before_a, **{src.decimal_col: Decimal("44.40")})
