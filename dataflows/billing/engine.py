@@ -386,7 +386,6 @@ class BillingEngine:
     def _period(self, period: str, new: Row | None) -> Delta:
         """A change of an ``accounting_periods`` row: a close, a reopen, or nothing."""
         st = self.state
-        old = st.rows["accounting_periods"].get(period)
         if new is None:
             st.rows["accounting_periods"].pop(period, None)
         else:
@@ -397,7 +396,6 @@ class BillingEngine:
             st.closed.discard(period)
             st.finals.limbo.add(period)  # its items wait for their rows (a re-snapshot)
             return Delta(period=PeriodEvent(REOPEN, period, self.closed_through))
-        del old
         return Delta(notes=(f"accounting period {period}: no change of status",))
 
     def _close(self, period: str) -> Delta:
