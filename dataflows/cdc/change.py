@@ -29,6 +29,10 @@ class SourcePosition:
 
     source: str  # connector topic prefix: "psa" | "crm" | another registered source
     lsn: int | None = None
+    # PostgreSQL: the LSN of the last commit before this event (Debezium ``source.sequence``
+    # [last commit LSN, LSN]); (commit_lsn, lsn) is the source's commit order, the event
+    # LSN alone is not (a transaction that began earlier and committed later has lower LSNs)
+    commit_lsn: int | None = None
     tx_id: int | None = None
     file: str | None = None
     pos: int | None = None
@@ -47,12 +51,48 @@ class SourcePosition:
         digits = self.file.rsplit(".", 1)[-1]
         return (int(digits), self.pos, self.row) if digits.isdigit() else None
 
+    def commit_order(self) -> tuple[int, ...] | None:
+        """A comparable key of this position in its source's COMMIT order (SPEC 4):
+        (last commit LSN, LSN) for PostgreSQL, (binlog file number, position, row) for
+        MariaDB (the binlog is written in commit order); None when it cannot be compared."""
+        if self.lsn is not None:
+            return (self.commit_lsn if self.commit_lsn is not None else 0, self.lsn)
+        order = self.order()
+        return order if isinstance(order, tuple) else None
+
     def __str__(self) -> str:
         if self.lsn is not None:
-            return f"{self.source}:lsn={self.lsn}:tx={self.tx_id}"
+            commit = f":commit={self.commit_lsn}" if self.commit_lsn is not None else ""
+            return f"{self.source}:lsn={self.lsn}:tx={self.tx_id}{commit}"
         return f"{self.source}:{self.file}:{self.pos}:row={self.row}" + (
             f":gtid={self.gtid}" if self.gtid else ""
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TxRef:
+    """The source transaction a change belongs to (Debezium's ``transaction`` block, present
+    when the connector runs with ``provide.transaction.metadata``): its id and the change's
+    ordinal among all events of that transaction."""
+
+    id: str
+    total_order: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxMarker:
+    """One record of a source's transaction topic (``<prefix>.transaction``): a BEGIN, or an
+    END with the number of events the transaction wrote per data collection
+    (``schema.table`` for PostgreSQL, ``database.table`` for MariaDB)."""
+
+    source: str
+    status: str  # "BEGIN" | "END"
+    id: str
+    event_count: int | None
+    collections: tuple[tuple[str, int], ...]  # END: (data collection, events)
+    topic: str
+    partition: int
+    offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +115,12 @@ class Change:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    tx: TxRef | None = None  # None: a snapshot read, or a connector without tx metadata
+
+    @property
+    def collection(self) -> str | None:
+        """Debezium's data collection of the change (the topic without its prefix)."""
+        return self.topic.split(".", 1)[1] if self.topic and "." in self.topic else None
 
     @property
     def is_delete(self) -> bool:

@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from dataflows.errors import DeliveryError
 from sinks.erp import recon
 from sinks.erp.records import DLQ_TOPIC, jsonable
-from sinks.erp.writer import Emission, ErpWriter
+from sinks.erp.writer import Emission, ErpWriter, Progress
 from sinks.erp.writer_lock import WriterLock
 from sinks.kafka import quarantine
 from sinks.kafka.outbox import OutboxRelay, enqueue
@@ -63,7 +63,7 @@ RELAY_RETRY_S = 5.0
 ERP_RETRY_S = 300.0
 
 
-SinkItem = Emission | dict[str, Any]
+SinkItem = Emission | Progress | dict[str, Any]
 
 
 class _ErpPartition(StatefulSinkPartition[SinkItem, None]):

@@ -127,6 +127,21 @@ class Emission:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """Where the billing step stands in its input, sent after the emissions of each unit it
+    applied (one source transaction, or one change outside a transaction).
+
+    ``covers``: per input partition (``"topic:partition"``), the highest Kafka offset of the
+    records the unit released. ``resumed``: sent once, first, whenever the billing step
+    starts (fresh: ``covers`` empty; from a snapshot: what the snapshot already held); the
+    writer compares it with what the ERP has applied to recognise a replayed prefix (SPEC 4:
+    a restart posts nothing an uninterrupted run would not)."""
+
+    covers: tuple[tuple[str, int], ...]
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     lines_changed: int
     entries: tuple[LedgerEntry, ...]
