@@ -2,21 +2,25 @@
 
 Data path (see ARCHITECTURE.md)::
 
-    cdc_in ─► decode ─┬─► dead letters ──────────────────────────┐
-                      ├─► tombstones (counted, carry no change)   ├─► erp_out ─► ERP tables
-                      └─► changes ─► key "billing" ─► billing ────┘   + outbox ─► Kafka topics
+    cdc_in ─► decode ─┬─► dead letters ─────────────────────────────────────────┐
+                      ├─► tombstones (counted, carry no change)                  ├─► erp_out
+                      └─► changes + tx markers ─► key "billing" ─► order ─┐      │  ERP tables
+                             ┌────────────────── units ◄────────────────────────┘      │  + outbox
+                             └─► billing ─► emissions + Progress ──────────────────────┘
 
-``decode`` runs on the worker that read the record (stateless, parallel). ``billing`` is one
-keyed engine (see ARCHITECTURE.md for why one key, and its limits). Tests pass a
-``TestingSource`` of :class:`bytewax.connectors.kafka.KafkaSourceMessage` and testing sinks;
-production passes a ``KafkaSource`` and the ERP sink (which also carries dead letters to
-``billing.dlq`` through its outbox). Step ids are part of the
-recovery keys: never rename them without a migration.
+``decode`` runs on the worker that read the record (stateless, parallel). ``order`` restores
+each source's commit order and groups its transactions into units
+(:mod:`dataflows.ordering`), on the billing key's worker. ``billing`` is one keyed engine
+(see ARCHITECTURE.md for why one key, and its limits). Tests pass a ``TestingSource`` of
+:class:`bytewax.connectors.kafka.KafkaSourceMessage` and testing sinks; production passes a
+``KafkaSource`` and the ERP sink (which also carries dead letters to ``billing.dlq`` through
+its outbox). Step ids are part of the recovery keys: never rename them without a migration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import pickle  # our own snapshot bytes, written by this step (never input)
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +29,17 @@ import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 from prometheus_client import Counter
 
 from dataflows.billing.mappings import Mappings
-from dataflows.cdc.change import Change, Tombstone
+from dataflows.cdc.change import Change, Tombstone, TxMarker
 from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.errors import RecordContext, RecordError
 from dataflows.logic import BillingLogic
+from dataflows.ordering import TxOrderer, Unit
 from dataflows.progress import PROGRESS
 from sinks.erp.sink import PARTITION, SinkItem
 
@@ -59,6 +65,58 @@ def _consumer_error(err: KafkaError[bytes | None, bytes | None]) -> dict[str, An
     return dead_letter(RecordError(f"Kafka consumer error: {err.err}", ctx))
 
 
+class OrderingLogic(StatefulLogic[Change | TxMarker, Unit, bytes]):
+    """The ordering stage (one :class:`~dataflows.ordering.TxOrderer` per source) in
+    Bytewax: what it holds back is snapshotted with the epoch, so a restart loses no held
+    change. It runs under the billing key, on the billing step's worker: the units go to the
+    engine without crossing workers, in the order the stage released them, and the order
+    between sources is the order in which the records reached it (with one input partition,
+    as in a capture replay, the same on every run)."""
+
+    def __init__(
+        self, make: Callable[[str], TxOrderer], orderers: dict[str, TxOrderer] | None
+    ) -> None:
+        self._make = make
+        self._orderers = orderers or {}
+
+    def on_item(self, value: Change | TxMarker) -> tuple[Iterable[Unit], bool]:
+        source = _source_of(value)
+        orderer = self._orderers.get(source)
+        if orderer is None:
+            orderer = self._orderers[source] = self._make(source)
+        return orderer.feed(value), StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self._orderers, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def orderer_factory(topics: Sequence[str]) -> Callable[[str], TxOrderer]:
+    """A new :class:`TxOrderer` for a source, from the topics the flow reads: the source's
+    data collections (``<prefix>.<collection>``), and whether ``<prefix>.transaction`` is
+    among them (if not, the source has no transactions to wait for)."""
+    collections: dict[str, set[str]] = {}
+    transactional: set[str] = set()
+    for topic in topics:
+        prefix, _, rest = topic.partition(".")
+        if rest == "transaction":
+            transactional.add(prefix)
+        elif rest:
+            collections.setdefault(prefix, set()).add(rest)
+
+    def make(source: str) -> TxOrderer:
+        return TxOrderer(source, frozenset(collections.get(source, ())), source in transactional)
+
+    return make
+
+
+def _ordered_input(item: object) -> Change | TxMarker | None:
+    return item if isinstance(item, (Change, TxMarker)) else None
+
+
+def _source_of(item: Change | TxMarker) -> str:
+    return item.source if isinstance(item, TxMarker) else item.position.source
+
+
 def build_flow(
     source: Source[Any],
     *,
@@ -67,17 +125,27 @@ def build_flow(
     erp_sink: Sink[tuple[str, SinkItem]],
     flow_id: str = FLOW_ID,
     segment_dir: Path | None = None,
+    topics: Sequence[str] = (),
 ) -> Dataflow:
     """Wire the billing flow. ``decoder`` is called once per worker (it holds caches).
 
     ``segment_dir`` (beside the recovery store) receives the stubs of final items once per
-    close instead of in every snapshot (:mod:`dataflows.snapshots`)."""
+    close instead of in every snapshot (:mod:`dataflows.snapshots`). ``topics``: the topics
+    the source reads; the ordering stage waits for a source's transactions only when its
+    transaction topic is among them."""
+    new_orderer = orderer_factory(topics)
+
+    def order(resume: bytes | None) -> OrderingLogic:
+        if resume is not None:  # our own snapshot bytes, never input
+            return OrderingLogic(new_orderer, pickle.loads(resume))  # noqa: S301
+        return OrderingLogic(new_orderer, None)
+
     decoders: dict[str, ChangeDecoder] = {}
 
     def decode(
         item: KafkaSourceMessage[bytes | None, bytes | None]
         | KafkaError[bytes | None, bytes | None],
-    ) -> Change | Tombstone | dict[str, Any]:
+    ) -> Change | Tombstone | TxMarker | dict[str, Any]:
         if isinstance(item, KafkaError):
             EVENTS_IN.labels(topic=str(item.msg.topic), outcome="consumer_error").inc()
             return _consumer_error(item)
@@ -112,8 +180,9 @@ def build_flow(
     raw = op.input("cdc_in", flow, source)
     decoded = op.map("decode", raw, decode)
     dead = op.filter_map("dead_letters", decoded, lambda x: x if isinstance(x, dict) else None)
-    changes = op.filter_map("changes", decoded, lambda x: x if isinstance(x, Change) else None)
-    keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
+    changes: Stream[Change | TxMarker] = op.filter_map("changes", decoded, _ordered_input)
+    routed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
+    keyed = op.stateful("order", routed, order)  # keyed units, still under ENGINE_KEY
     billed = op.key_rm(
         "unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r, segment_dir))
     )

@@ -1,7 +1,11 @@
 """The billing step's Bytewax logic: the pure engine behind Bytewax's StatefulLogic.
 
-The engine's state is snapshotted as pickled bytes (immutable, so a snapshot can never see
-a later epoch's changes) and restored on resume. When the reference mapping files changed
+The step applies one :class:`~dataflows.ordering.Unit` at a time (a source transaction, whole:
+SPEC 4) and follows each unit's emissions with a :class:`~sinks.erp.writer.Progress` naming the
+input offsets it covered; it starts with a ``resumed`` Progress of what its snapshot held, so
+the writer recognises a replayed prefix. The engine's state (and those offsets) is
+snapshotted as pickled bytes (immutable, so a snapshot can never see a later epoch's
+changes) and restored on resume. When the reference mapping files changed
 since the snapshot, the logic re-evaluates the lines they affect at start (a timer due at
 once), so a finance edit takes effect at the next start even with no new source change.
 """
@@ -17,9 +21,9 @@ from bytewax.operators import StatefulLogic
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
-from dataflows.cdc.change import Change
+from dataflows.ordering import Unit
 from dataflows.snapshots import SegmentStore, dumps, loads
-from sinks.erp.writer import Emission
+from sinks.erp.writer import Emission, Progress
 
 REEVALUATION = "mappings-changed"
 
@@ -40,48 +44,72 @@ def emissions(
     return out
 
 
-class BillingLogic(StatefulLogic[Change, Emission, bytes]):
+Output = Emission | Progress
+
+
+class BillingLogic(StatefulLogic[Unit, Output, bytes]):
     """One engine for the key it runs under (see ARCHITECTURE.md: state and partitioning)."""
 
     def __init__(
         self, mappings: Mappings, resume: bytes | None, segment_dir: Path | None = None
     ) -> None:
-        self._pending: list[Emission] = []
         # final items' stubs are written once to files here, not into every snapshot
         self._segments = SegmentStore(segment_dir) if segment_dir is not None else None
+        # per input partition ("topic:partition"), the highest offset applied
+        self._applied: dict[str, int] = {}
         if resume is None:
             self._engine = BillingEngine(mappings)
+            self._pending: list[Output] = [Progress((), resumed=True)]
             return
-        state: EngineState = loads(resume, self._segments)
+        state = loads(resume, self._segments)
+        if isinstance(state, tuple):
+            state, self._applied = state
+        else:  # a snapshot from before units: it names no offsets
+            assert isinstance(state, EngineState)
         self._engine = BillingEngine.restore(state)
+        self._pending = [Progress(tuple(sorted(self._applied.items())), resumed=True)]
         if self._engine.fingerprint != mappings.fingerprint:
-            self._pending = emissions(
+            self._pending += emissions(
                 self._engine.with_mappings(mappings),
                 REEVALUATION,
                 None,
                 self._engine.closed_through,
             )
+            self._pending.append(Progress(()))
 
     @property
     def engine(self) -> BillingEngine:
         return self._engine
 
-    def on_item(self, value: Change) -> tuple[Iterable[Emission], bool]:
+    def on_item(self, value: Unit) -> tuple[Iterable[Output], bool]:
         out, self._pending = self._pending, []
-        delta = self._engine.apply(value)
-        closed = self._engine.closed_through
-        out.extend(emissions(delta, str(value.position), value.source_ts, closed))
+        engine = self._engine
+        closed = engine.closed_through
+        deltas = engine.apply_unit(value.changes)
+        if len(deltas) == 1:  # one change, or a transaction's changes merged
+            last = value.changes[-1]
+            out += emissions(deltas[0], str(last.position), last.source_ts, engine.closed_through)
+        else:  # closes and reopens: each at its own point (the closed period moves)
+            for change, delta in zip(value.changes, deltas, strict=True):
+                if delta.period is not None:
+                    closed = delta.period.closed_through
+                out += emissions(delta, str(change.position), change.source_ts, closed)
+        applied = self._applied
+        for key, offset in value.covers:
+            if offset > applied.get(key, -1):
+                applied[key] = offset
+        out.append(Progress(value.covers))
         return out, StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Emission], bool]:
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
         out, self._pending = self._pending, []
         return out, StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[Emission], bool]:
+    def on_eof(self) -> tuple[Iterable[Output], bool]:
         return self.on_notify()
 
     def notify_at(self) -> datetime | None:
         return datetime.now(UTC) if self._pending else None
 
     def snapshot(self) -> bytes:
-        return dumps(self._engine.snapshot(), self._segments)
+        return dumps((self._engine.snapshot(), dict(self._applied)), self._segments)

@@ -174,6 +174,7 @@ def production_flow(settings: Settings) -> Dataflow:
             single_writer=True,
         ),
         segment_dir=recovery_dir(settings) / "finals",
+        topics=settings.input_topics,
     )
 
 
@@ -190,6 +191,7 @@ def replay_file(path: Path, erp_url: str, *, workers: int = 1) -> int:
         decoder=lambda: ChangeDecoder(schemas),
         mappings=load_mappings(get_settings().reference_dir),
         erp_sink=ErpSink(lambda: erp_engine(erp_url), single_writer=True),
+        topics=sorted({str(r.topic) for r in records}),
     )
     cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     return len(records)

@@ -38,7 +38,7 @@ row per key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -456,12 +456,19 @@ class BillingEngine:
         )
         return raw - (used_hours if hours else used_billed)
 
-    def apply_all(self, changes: Iterable[Change]) -> Delta:
-        """Apply changes in order; one merged delta (first old, last new per item)."""
+    def apply_unit(self, changes: Sequence[Change]) -> list[Delta]:
+        """Apply the changes of one source transaction, in its order (SPEC 4: a transaction
+        is applied whole): ONE merged delta (per item the first ``old`` and the last
+        ``new``), so nothing downstream sees the state between two of its changes. A
+        transaction that closes or reopens periods (the ERP's) keeps one delta per change:
+        each close or reopen is applied at its own point."""
+        deltas = [self.apply(c) for c in changes]
+        if len(deltas) <= 1 or any(d.period is not None for d in deltas):
+            return deltas
         merged = _Merge()
-        for change in changes:
-            merged.add(self.apply(change))
-        return merged.delta()
+        for d in deltas:
+            merged.add(d)
+        return [merged.delta()]
 
     def with_mappings(self, mappings: Mappings) -> Delta:
         """Adopt new reference mappings (changed at start), or the current rules, and
@@ -856,23 +863,33 @@ class BillingEngine:
 
 
 class _Merge:
-    """Folds several deltas into one: per item the first ``old`` and the last ``new``."""
+    """Folds several deltas into one: per item the first ``old`` and the last ``new``; an
+    item released or reopened by any of them stays so (the writer needs to know)."""
 
     def __init__(self) -> None:
         self.lines: dict[LineKey, tuple[LineTarget | None, LineTarget | None]] = {}
+        self.flags: dict[LineKey, tuple[bool, bool]] = {}
         self.schedule: dict[str, tuple[ScheduleLine | None, ScheduleLine | None]] = {}
 
     def add(self, delta: Delta) -> None:
         for u in delta.lines:
             first = self.lines[u.key][0] if u.key in self.lines else u.old
             self.lines[u.key] = (first, u.new)
+            if u.released or u.reopened:
+                released, reopened = self.flags.get(u.key, (False, False))
+                self.flags[u.key] = (released or u.released, reopened or u.reopened)
         for s in delta.schedule:
             sfirst = self.schedule[s.milestone_id][0] if s.milestone_id in self.schedule else s.old
             self.schedule[s.milestone_id] = (sfirst, s.new)
 
     def delta(self) -> Delta:
+        lines = []
+        for k, (o, n) in sorted(self.lines.items()):
+            released, reopened = self.flags.get(k, (False, False))
+            if o != n or released or reopened:
+                lines.append(LineUpdate(k, o, n, released=released, reopened=reopened))
         return Delta(
-            lines=tuple(LineUpdate(k, o, n) for k, (o, n) in sorted(self.lines.items()) if o != n),
+            lines=tuple(lines),
             schedule=tuple(
                 ScheduleUpdate(k, o, n) for k, (o, n) in sorted(self.schedule.items()) if o != n
             ),

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from fastavro import schemaless_reader
 
-from dataflows.cdc.change import Change, Op, Tombstone
+from dataflows.cdc.change import Change, Op, Tombstone, TxMarker
 from dataflows.cdc.convert import EPOCH, SchemaMismatch
 from dataflows.cdc.envelope import MissingPrimaryKey, Plan, compile_plan
 from dataflows.cdc.schemas import SchemaNotFound, SchemaSource
@@ -115,7 +115,7 @@ class ChangeDecoder:
         offset: int,
         key: bytes | None,
         value: bytes | None,
-    ) -> Change | Tombstone:
+    ) -> Change | Tombstone | TxMarker:
         """The typed change of one Kafka record; :class:`RecordError` when it cannot be read."""
         if value is None:
             return Tombstone(topic=topic, partition=partition, offset=offset, key=key)

@@ -63,14 +63,15 @@ from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.change import Change, Op, SourcePosition
 from dataflows.logic import BillingLogic
 from dataflows.model import Timesheet
+from dataflows.ordering import Unit
 from ops.bench.state import rss_mb
 data = open(sys.argv[1], "rb").read()
 logic = BillingLogic(load_mappings(), data, Path(sys.argv[2]))
 day = date.fromisoformat(sys.argv[3])
 at = datetime(day.year, day.month, day.day, 20, tzinfo=UTC)
 row = Timesheet(10**9, "E1", "P1", day, Decimal("1.00"), True, "approved", at, None, at)
-out, _ = logic.on_item(Change("timesheets", Op.CREATE, row.key, None, row,
-                              SourcePosition("psa", lsn=1, tx_id=1)))
+change = Change("timesheets", Op.CREATE, row.key, None, row, SourcePosition("psa", lsn=1, tx_id=1))
+out, _ = logic.on_item(Unit("psa", (change,), None, ()))
 assert list(out), "the resumed engine emitted nothing for a new approved line"
 print(json.dumps({"lines": len(logic.engine.lines), "finals": len(logic.engine.finals),
                   "rss_mb": rss_mb("VmRSS")}))

@@ -1,0 +1,189 @@
+"""Commit order and whole transactions per source (SPEC 4): the ordering stage.
+
+Debezium writes each table of a source to its own topic (one partition, in the source's commit
+order) and, with ``provide.transaction.metadata``, a BEGIN and an END record per transaction to
+``<prefix>.transaction`` (in commit order too); the END counts the transaction's events per
+data collection. Kafka gives the flow these topics in any interleaving. :class:`TxOrderer`
+(one per source, pure) turns them back into the source's commit order, one :class:`Unit` per
+transaction:
+
+- every input topic partition is a FIFO queue; a unit is only ever taken from the heads of the
+  queues, so per partition nothing overtakes anything (a snapshot read never overtakes a
+  transaction committed before it was read);
+- a change without transaction metadata (snapshot and incremental-snapshot reads, or a
+  connector without tx metadata) is a unit of its own as soon as it is at the head;
+- a transaction is released when its END has arrived, all ENDs before it are released, and,
+  for each data collection the flow reads, its events have all arrived — or the queue of that
+  collection already holds a later event (the missing ones will never come: compacted away,
+  or dead-lettered because they could not be decoded: those went to ``billing.dlq``);
+- a transaction whose END will never come (its events sit in front of a released END's
+  events in a queue: the markers of a transaction the connector began before it had
+  metadata) is released as it stands, in front.
+
+Collections the flow does not read (other schemas' period tables, the signal tables) are not
+counted. A source whose transaction topic the flow does not read has no transactions: each
+change is its own unit. Units carry ``covers``, the highest offset per input partition they
+released (the END's too), which the writer records with the batch (SPEC 4: replays).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dataflows.cdc.change import Change, TxMarker
+
+END = "END"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What the billing step applies at once: one source transaction (its changes in the
+    transaction's own order) or one change outside a transaction."""
+
+    source: str
+    changes: tuple[Change, ...]
+    tx_id: str | None
+    covers: tuple[tuple[str, int], ...]  # ("topic:partition", highest offset released)
+
+
+def partition_key(topic: str | None, partition: int | None) -> str:
+    return f"{topic}:{partition or 0}"
+
+
+@dataclass(slots=True)
+class _Open:
+    """A transaction whose END arrived and that is not released yet."""
+
+    marker: TxMarker
+    need: dict[str, int]  # data collection -> events, only collections the flow reads
+
+
+@dataclass(slots=True)
+class TxOrderer:
+    """The ordering state of ONE source. ``collections``: the data collections of the source
+    the flow reads; ``transactional``: whether the flow reads the source's transaction topic
+    (if not, changes are released one by one as they arrive)."""
+
+    source: str
+    collections: frozenset[str]
+    transactional: bool = True
+    _queues: dict[str, deque[Change]] = field(default_factory=dict)
+    _collection: dict[str, str] = field(default_factory=dict)  # queue key -> data collection
+    _ends: deque[_Open] = field(default_factory=deque)
+    _ended: set[str] = field(default_factory=set)  # ids of the ENDs in ``_ends``
+    _got: dict[str, dict[str, int]] = field(default_factory=dict)  # tx id -> collection -> n
+
+    def waiting(self) -> int:
+        """Changes held back (for metrics and the stall report)."""
+        return sum(len(q) for q in self._queues.values())
+
+    def feed(self, item: Change | TxMarker) -> list[Unit]:
+        """Take one record of the source (a change or a transaction marker); the units that
+        became releasable, in commit order."""
+        if isinstance(item, TxMarker):
+            if item.status != END:
+                return []  # BEGIN: an END follows with everything needed
+            need = {c: n for c, n in item.collections if c in self.collections and n > 0}
+            if not need:
+                return []  # a transaction of tables the flow does not read
+            self._ends.append(_Open(item, need))
+            self._ended.add(item.id)
+            return self._release()
+        key = partition_key(item.topic, item.partition)
+        q = self._queues.get(key)
+        loose = not self.transactional or item.tx is None
+        if loose and not q:
+            return [_single(self.source, item)]  # fast path: nothing in front of it
+        if q is None:
+            q = self._queues[key] = deque()
+            self._collection[key] = item.collection or ""
+        q.append(item)
+        if not loose:
+            assert item.tx is not None
+            got = self._got.setdefault(item.tx.id, {})
+            coll = item.collection or ""
+            got[coll] = got.get(coll, 0) + 1
+        return self._release()
+
+    def _release(self) -> list[Unit]:
+        out: list[Unit] = []
+        while True:
+            out.extend(self._release_loose())
+            if not self._ends:
+                return out
+            head = self._ends[0]
+            blocked = self._blocked_by_orphan(head)
+            if blocked is not None:
+                out.append(self._take(blocked, None))
+                continue
+            if not self._complete(head):
+                return out
+            self._ends.popleft()
+            self._ended.discard(head.marker.id)
+            out.append(self._take(head.marker.id, head.marker))
+
+    def _release_loose(self) -> list[Unit]:
+        """Changes outside transactions at the head of their queues."""
+        out = []
+        for q in self._queues.values():
+            while q and (q[0].tx is None or not self.transactional):
+                out.append(_single(self.source, q.popleft()))
+        return out
+
+    def _complete(self, head: _Open) -> bool:
+        got = self._got.get(head.marker.id, {})
+        for coll, n in head.need.items():
+            if got.get(coll, 0) >= n:
+                continue
+            # missing events: released anyway once their queue holds a later event
+            if not any(self._later_in(q, head.marker.id) for q in self._queues_of(coll)):
+                return False
+        return True
+
+    def _queues_of(self, collection: str) -> Iterable[deque[Change]]:
+        return (q for k, q in self._queues.items() if self._collection[k] == collection)
+
+    @staticmethod
+    def _later_in(q: deque[Change], tx_id: str) -> bool:
+        """Whether the queue holds an event after the transaction's (whose events, if any,
+        are at its front, contiguous): it is enough to look at the last one."""
+        if not q:
+            return False
+        last = q[-1]
+        return last.tx is None or last.tx.id != tx_id
+
+    def _blocked_by_orphan(self, head: _Open) -> str | None:
+        """The id of a transaction without END in front of the head's events, if any."""
+        for q in self._queues.values():
+            first = q[0] if q else None
+            if first is None or first.tx is None or first.tx.id == head.marker.id:
+                continue
+            if first.tx.id in self._ended:
+                continue  # a later transaction's events: it waits for its turn
+            if any(c.tx is not None and c.tx.id == head.marker.id for c in q):
+                return first.tx.id  # its END never came, the head's events sit behind it
+        return None
+
+    def _take(self, tx_id: str, marker: TxMarker | None) -> Unit:
+        """Pop the transaction's events from the heads of the queues (they are contiguous
+        there) and make its unit."""
+        changes: list[Change] = []
+        covers: dict[str, int] = {}
+        for key, q in self._queues.items():
+            while q and q[0].tx is not None and q[0].tx.id == tx_id:
+                c = q.popleft()
+                changes.append(c)
+                covers[key] = max(covers.get(key, -1), c.offset or 0)
+        if marker is not None:
+            key = partition_key(marker.topic, marker.partition)
+            covers[key] = max(covers.get(key, -1), marker.offset)
+        self._got.pop(tx_id, None)
+        changes.sort(key=lambda c: c.tx.total_order if c.tx is not None else 0)
+        return Unit(self.source, tuple(changes), tx_id, tuple(sorted(covers.items())))
+
+
+def _single(source: str, change: Change) -> Unit:
+    key = partition_key(change.topic, change.partition)
+    return Unit(source, (change,), None, ((key, change.offset or 0),))

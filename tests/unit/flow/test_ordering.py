@@ -1,0 +1,199 @@
+"""The ordering stage (dataflows/ordering.py): commit order and whole transactions per source.
+
+A source history is a list of transactions in commit order. Debezium writes each collection's
+events to its own topic and the END markers to the transaction topic, each in commit order;
+Kafka hands the flow those topics in any interleaving. Whatever the interleaving, the stage
+must release one unit per transaction, in commit order, each holding exactly its events.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataflows.cdc.change import Change, Op, SourcePosition, TxMarker, TxRef
+from dataflows.model import Project
+from dataflows.ordering import TxOrderer, Unit
+
+COLLECTIONS = ("public.projects", "public.timesheets", "public.employees")
+TX_TOPIC = "psa.transaction"
+
+
+def _row(key: str) -> Project:
+    return Project(key)
+
+
+def history(txs: list[list[int]], reads: int = 0) -> dict[str, list[Change | TxMarker]]:
+    """Topics for ``reads`` snapshot reads (on the first collection) then ``txs`` (each a list
+    of collection indexes, one event each)."""
+    out: dict[str, list[Change | TxMarker]] = {}
+    lsn = [0]
+
+    def add(collection: str, key: str, op: Op, tx: TxRef | None) -> None:
+        topic = f"psa.{collection}"
+        lsn[0] += 1
+        records = out.setdefault(topic, [])
+        position = SourcePosition("psa", lsn=lsn[0])
+        records.append(
+            Change(
+                "projects",
+                op,
+                key,
+                None,
+                _row(key),
+                position,
+                topic=topic,
+                partition=0,
+                offset=len(records),
+                tx=tx,
+            )
+        )
+
+    def offset(topic: str) -> int:
+        return len(out.setdefault(topic, []))
+
+    for r in range(reads):
+        add(COLLECTIONS[0], f"R{r}", Op.READ, None)
+    for n, colls in enumerate(txs):
+        tx = f"{n}:{1000 + n}"
+        counts: dict[str, int] = {}
+        for order, c in enumerate(colls, start=1):
+            add(COLLECTIONS[c], f"K{n}-{order}", Op.UPDATE, TxRef(tx, order))
+            counts[COLLECTIONS[c]] = counts.get(COLLECTIONS[c], 0) + 1
+        out.setdefault(TX_TOPIC, []).append(
+            TxMarker("psa", "BEGIN", tx, None, (), TX_TOPIC, 0, offset(TX_TOPIC))
+        )
+        out[TX_TOPIC].append(
+            TxMarker(
+                "psa",
+                "END",
+                tx,
+                len(colls),
+                tuple(sorted(counts.items())),
+                TX_TOPIC,
+                0,
+                offset(TX_TOPIC),
+            )
+        )
+    return out
+
+
+Item = Change | TxMarker
+
+
+def interleave(topics: dict[str, list[Item]], picks: list[int]) -> list[Item]:
+    """Merge the topics, keeping each topic's order; ``picks`` chooses the next topic."""
+    heads = {t: 0 for t in topics}
+    out: list[Change | TxMarker] = []
+    i = 0
+    while True:
+        live = [t for t in sorted(topics) if heads[t] < len(topics[t])]
+        if not live:
+            return out
+        t = live[picks[i % len(picks)] % len(live)] if picks else live[0]
+        i += 1
+        out.append(topics[t][heads[t]])
+        heads[t] += 1
+
+
+def feed(items: list[Change | TxMarker], transactional: bool = True) -> list[Unit]:
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS), transactional)
+    units: list[Unit] = []
+    for item in items:
+        units += orderer.feed(item)
+    assert orderer.waiting() == 0, "changes left waiting at the end of the input"
+    return units
+
+
+TXS = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=4), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(txs=TXS, reads=st.integers(0, 3), picks=st.lists(st.integers(0, 5), max_size=60))
+def test_any_interleaving_gives_whole_transactions_in_commit_order(
+    txs: list[list[int]], reads: int, picks: list[int]
+) -> None:
+    units = feed(interleave(history(txs, reads), picks))
+    tx_units = [u for u in units if u.tx_id is not None]
+    assert [u.tx_id for u in tx_units] == [f"{n}:{1000 + n}" for n in range(len(txs))]
+    for n, u in enumerate(tx_units):
+        assert [c.key for c in u.changes] == [f"K{n}-{o}" for o in range(1, len(txs[n]) + 1)]
+    assert sorted(c.key for u in units if u.tx_id is None for c in u.changes) == sorted(
+        f"R{r}" for r in range(reads)
+    )
+    # per input partition, what is released never goes back: the writer's progress relies on it
+    high: dict[str, int] = {}
+    for u in units:
+        for key, offset in u.covers:
+            assert offset > high.get(key, -1), (key, offset, high)
+            high[key] = offset
+
+
+def test_a_transaction_waits_for_its_end_and_all_its_events() -> None:
+    topics = history([[0, 1]])
+    hold, approve = topics[f"psa.{COLLECTIONS[0]}"][0], topics[f"psa.{COLLECTIONS[1]}"][0]
+    begin, end = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert orderer.feed(hold) == []  # no END yet
+    assert orderer.feed(begin) == []
+    assert orderer.feed(end) == []  # the approval has not arrived
+    (unit,) = orderer.feed(approve)
+    assert unit.changes == (hold, approve)
+    assert dict(unit.covers) == {
+        f"psa.{COLLECTIONS[0]}:0": 0,
+        f"psa.{COLLECTIONS[1]}:0": 0,
+        f"{TX_TOPIC}:0": 1,
+    }
+
+
+def test_a_later_transaction_waits_for_an_earlier_one() -> None:
+    topics = history([[0], [1]])
+    first, second = topics[f"psa.{COLLECTIONS[0]}"][0], topics[f"psa.{COLLECTIONS[1]}"][0]
+    _, end1, _, end2 = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert orderer.feed(second) == [] and orderer.feed(end1) == [] and orderer.feed(end2) == []
+    units = orderer.feed(first)
+    assert [u.changes for u in units] == [(first,), (second,)]
+
+
+def test_missing_events_are_released_once_a_later_event_of_their_topic_arrived() -> None:
+    """An event compacted away (or dead-lettered) never comes: the transaction goes as soon as
+    its topic shows an event after it, instead of waiting forever."""
+    topics = history([[0, 0], [0]])
+    coll = f"psa.{COLLECTIONS[0]}"
+    _gone, kept, later = topics[coll]
+    _, end1, _, end2 = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert orderer.feed(end1) == [] and orderer.feed(kept) == [] and orderer.feed(end2) == []
+    units = orderer.feed(later)
+    assert [u.changes for u in units] == [(kept,), (later,)]
+
+
+def test_a_transaction_without_end_in_front_of_a_released_end_goes_first() -> None:
+    """Events of a transaction whose markers were never written (the connector had no tx
+    metadata yet) sit in front of the next transaction's: released as they stand."""
+    topics = history([[0], [0]])
+    coll = f"psa.{COLLECTIONS[0]}"
+    orphan, next_ = topics[coll]
+    _, _, _, end2 = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert orderer.feed(orphan) == [] and orderer.feed(next_) == []
+    units = orderer.feed(end2)
+    assert [u.changes for u in units] == [(orphan,), (next_,)]
+
+
+def test_collections_the_flow_does_not_read_are_not_waited_for() -> None:
+    topics = history([[0, 2]])
+    mine = topics[f"psa.{COLLECTIONS[0]}"][0]
+    _, end = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS[:1]))  # employees not read
+    assert orderer.feed(end) == []
+    (unit,) = orderer.feed(mine)
+    assert unit.changes == (mine,)
+
+
+def test_without_the_transaction_topic_every_change_is_its_own_unit() -> None:
+    topics = history([[0, 1]])
+    items = [c for t, cs in sorted(topics.items()) if t != TX_TOPIC for c in cs]
+    units = feed(items, transactional=False)
+    assert [u.changes for u in units] == [(c,) for c in items]
