@@ -12,6 +12,7 @@ must leave each item's ledger sums equal to its final target.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 from collections.abc import Callable
@@ -265,4 +266,32 @@ def test_incremental_equals_batch_and_ledger_nets(
         assert engine.schedule == schedule, f"after step {step}: {event}"
         for update in delta.lines:
             assert update.old != update.new
+    ledger_check(updates, dict(engine.lines))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), cuts=st.lists(st.floats(0, 1), max_size=40))
+def test_incremental_equals_batch_when_transactions_are_applied_whole(
+    seed: int, cuts: list[float]
+) -> None:
+    """The same histories cut into source transactions (units, SPEC 4) at random points:
+    after each unit the engine holds the batch target, and the merged deltas chain (each
+    unit's ``old`` is the previous unit's ``new``), so the ledger still nets."""
+    events = histories(seed)
+    bounds = sorted({0, len(events), *(int(c * len(events)) for c in cuts)})
+    engine = BillingEngine(MAPPINGS)
+    tables: dict[str, dict[str, Row]] = {t: {} for t in ROW_TYPES}
+    updates: list[tuple[LineKey, object, object]] = []
+    for start, end in itertools.pairwise(bounds):
+        unit = events[start:end]
+        (delta,) = engine.apply_unit([change_of(e) for e in unit])
+        updates.extend((u.key, u.old, u.new) for u in delta.lines)
+        for event in unit:
+            if event.row is None:
+                tables[event.table].pop(event.key, None)
+            else:
+                tables[event.table][event.key] = event.row
+        lines, schedule = compute_targets(World(tables), MAPPINGS)
+        assert engine.lines == lines, f"after events {start}..{end}"
+        assert engine.schedule == schedule, f"after events {start}..{end}"
     ledger_check(updates, dict(engine.lines))
