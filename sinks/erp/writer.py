@@ -154,7 +154,12 @@ class Progress:
     records the unit released. ``resumed``: sent once, first, whenever the billing step
     starts (fresh: ``covers`` empty; from a snapshot: what the snapshot already held); the
     writer compares it with what the ERP has applied to recognise a replayed prefix (SPEC 4:
-    a restart posts nothing an uninterrupted run would not)."""
+    a restart posts nothing an uninterrupted run would not).
+
+    What the writer relies on (:mod:`sinks.erp.replay`): every unit ends with its Progress,
+    also a unit that emits nothing; the emissions of one unit and its Progress are emitted
+    together (one epoch); units of one partition come with increasing offsets; a replay
+    re-sends exactly the units after the snapshot, in the same order per partition."""
 
     covers: tuple[tuple[str, int], ...]
     resumed: bool = False
