@@ -10,7 +10,8 @@ batch costs the same whatever the ledger's size. This bench shows it, in one run
 2. ``repeat`` batches of ``batch`` emissions per size are applied with
    :meth:`~sinks.erp.writer.ErpWriter.apply` and timed, the two sizes alternating (so
    background load weighs on both alike): half change items already in the ledger (an
-   adjustment each), half bill new items (a charge each), each batch different;
+   adjustment each), half bill new items (a charge each), each batch different, each with
+   its input progress (``billing_progress``, as the sink writes it);
 3. it prints the median batch time per size and their ratio (target: at most 1.5).
 
 The ERP is SQLite in a temporary directory by default. With ``--on-erp`` it is the PostgreSQL
@@ -36,7 +37,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, text
 
 from dataflows.billing.target import LineTarget, LineUpdate, SourceType, State
 from sinks.erp import tables as t
-from sinks.erp.writer import Emission, ErpWriter
+from sinks.erp.writer import Covers, Emission, ErpWriter
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
 HOURS = Decimal("8.00")
@@ -218,9 +219,15 @@ def _batch(items: int, size: int, round_: int) -> list[Emission]:
     return out
 
 
-def _timed(writer: ErpWriter, batch: list[Emission]) -> float:
+def _covers(round_: int) -> Covers:
+    """The input progress a batch records, as the sink passes it (one billing_progress row
+    per partition, moved on every batch): a round is one offset further on three partitions."""
+    return tuple((f"bench.{p}:0", round_) for p in ("psa", "crm", "erp"))
+
+
+def _timed(writer: ErpWriter, batch: list[Emission], round_: int) -> float:
     began = time.perf_counter()
-    result = writer.apply(batch)
+    result = writer.apply(batch, covers=_covers(round_))
     seconds = time.perf_counter() - began
     assert len(result.entries) == len(batch), "every emission of the bench posts one entry"
     return seconds
@@ -278,13 +285,14 @@ def run_writer(
             load_s = time.perf_counter() - began
             say(f"{label}: {rows} ledger rows loaded in {load_s:.1f}s")
             writer = ErpWriter(engine, clock=lambda: NOW)
-            writer.apply(_batch(items, batch, repeat + 1))  # warm-up: caches, statements
+            warm_up = repeat + 1  # caches, statements; its progress offset is below the rounds'
+            writer.apply(_batch(items, batch, warm_up), covers=_covers(-1))
             timed.append((writer, items, []))
             sizes.append({"ledger_rows": rows, "batch": batch, "batches": repeat,
                           "load_s": round(load_s, 1)})  # fmt: skip
         for round_ in range(repeat):
             for writer, items, seconds in timed:
-                seconds.append(_timed(writer, _batch(items, batch, round_)))
+                seconds.append(_timed(writer, _batch(items, batch, round_), round_))
     for size, (_w, _i, seconds) in zip(sizes, timed, strict=True):
         size["median_ms"] = round(statistics.median(seconds) * 1000, 2)
         size["max_ms"] = round(max(seconds) * 1000, 2)

@@ -3,7 +3,9 @@
 ``metadata.create_all`` creates missing tables but never touches a table that exists, so an
 ERP database created before a column was added lacks it. :func:`upgrade` adds, idempotently:
 
-- every missing table (``accounting_periods`` in a database from before SPEC 2b);
+- every missing table (``accounting_periods`` in a database from before SPEC 2b,
+  ``billing_progress`` in one from before SPEC 4's replay rule: no row in it means nothing
+  recorded, so the first restart after the upgrade replays as before);
 - every column of :data:`ADDED_COLUMNS` its table lacks (PostgreSQL: ``ADD COLUMN IF NOT
   EXISTS``, safe against a concurrent upgrade; SQLite: ``ADD COLUMN`` when ``PRAGMA
   table_info`` does not list it), with its default, so existing rows get ``final = false``;

@@ -1,14 +1,31 @@
 """The Bytewax sink of the billing flow: one writer for the ERP tables and the outbox.
 
-Delivery guarantee: **exactly-once effect in the ERP** — after any crash and replay, per
-source item the ledger nets to its target and no effect is posted twice (see
-:mod:`sinks.erp.writer`: each batch is diffed against what the ERP holds, in one database
-transaction, with deterministic transaction ids). Kafka topics (``billing.transactions``,
-``billing.exceptions``, ``recon.snapshots``, ``billing.dlq``) are fed from the transactional
-outbox: **at-least-once, nothing lost** (:mod:`sinks.kafka.outbox`).
+Delivery guarantee: **exactly-once effect in the ERP, and a restart posts nothing new** —
+after any crash and replay, per source item the ledger nets to its target, no effect is
+posted twice, and the ledger, line states and outbox records are entry for entry those of an
+uninterrupted run over the same input (SPEC 4; :mod:`sinks.erp.writer`: each batch is
+applied step by step in one database transaction, diffed against what the ERP holds, with
+deterministic transaction ids, and records its input progress in ``billing_progress``).
+Kafka topics (``billing.transactions``, ``billing.exceptions``, ``recon.snapshots``,
+``billing.dlq``) are fed from the transactional outbox: **at-least-once, nothing lost**
+(:mod:`sinks.kafka.outbox`).
 
-On restart: Bytewax replays the source from the last snapshot; replayed targets equal to what
-the ERP holds post nothing; pending outbox rows are published first (``build_part``).
+Items: the billing step's emissions, each unit followed by a
+:class:`~sinks.erp.writer.Progress`, and dead letters (dicts) from any worker. A
+:class:`~sinks.erp.replay.ReplayGate` cuts them into units: the complete units of a
+``write_batch`` are applied as one batch (a source transaction is never applied in part);
+emissions of a unit whose ``Progress`` has not come yet wait for the next batch.
+
+On restart: Bytewax replays the input from the last snapshot and the billing step first sends
+``Progress(resumed=True)`` with what its snapshot held. Partitions where the ERP's
+``billing_progress`` is ahead of it are a replayed prefix: its units are gathered, not
+applied, until the flow has passed the ERP's offsets, then applied as ONE coalesced batch
+(each line's last target diffed against the ERP: in a replay that repeats the input, nothing
+is posted, no event emitted, no recon key marked); then the flow goes on normally. The gate's
+state (gathered units) is this partition's Bytewax snapshot, so a second crash while
+gathering loses nothing. Pending outbox rows are published first (``build_part``). Without
+``Progress`` items (a flow that does not send them) emissions are applied as they come, and a
+replay is recognised by the stored line states only (see :mod:`sinks.erp.writer`).
 
 It is a ``FixedPartitionedSink`` with ONE partition: every item (line changes, schedule
 changes, dead letters from any worker) is routed to the partition's single primary worker, so
@@ -35,7 +52,8 @@ from sqlalchemy import Engine
 from dataflows.errors import DeliveryError
 from sinks.erp import recon
 from sinks.erp.records import DLQ_TOPIC, jsonable
-from sinks.erp.writer import Emission, ErpWriter, Progress
+from sinks.erp.replay import Action, Coalesced, GateState, ReplayGate
+from sinks.erp.writer import BatchResult, Emission, ErpWriter, Progress
 from sinks.erp.writer_lock import WriterLock
 from sinks.kafka import quarantine
 from sinks.kafka.outbox import OutboxRelay, enqueue
@@ -66,7 +84,7 @@ ERP_RETRY_S = 300.0
 SinkItem = Emission | Progress | dict[str, Any]
 
 
-class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
+class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
     def __init__(
         self,
         engine: Engine,
@@ -77,11 +95,13 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         retry_for_seconds: float = ERP_RETRY_S,
         *,
         single_writer: bool = False,
+        resume_state: GateState | None = None,
     ) -> None:
         self._lock = threading.Lock()  # write_batch, close and the idle timer take turns
         self._engine = engine
         self._writer = ErpWriter(engine, retry_for_seconds=retry_for_seconds, clock=clock)
         self._writer.ensure_schema()
+        self._gate = ReplayGate(resume_state)
         # refused here, before anything is written or relayed, if another writer runs
         self._writer_lock = WriterLock.acquire(engine, clock=clock) if single_writer else None
         self._relay = relay
@@ -113,31 +133,79 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
             self._write_batch(values)
 
     def _write_batch(self, values: list[SinkItem]) -> None:
-        emissions = [v for v in values if isinstance(v, Emission)]
         dead = [v for v in values if isinstance(v, dict)]
         if dead:
             self._dead_letters(dead)
-        if emissions:
-            result = self._writer.apply(emissions)
-            if result.lines_changed or result.entries:
-                log.info(
-                    "erp_batch",
-                    emissions=len(emissions),
-                    lines_changed=result.lines_changed,
-                    ledger_entries=len(result.entries),
-                    exception_events=result.exception_events,
-                    last_position=emissions[-1].source_position,
-                )
-            LINES_CHANGED.inc(result.lines_changed)
-            for e in result.entries:
-                LEDGER_ENTRIES.labels(entry_type=e.entry_type).inc()
-            now = self._clock()
-            for em in emissions:
-                if em.source_ts is not None:
-                    LATENCY.observe(max(0.0, (now - em.source_ts).total_seconds()))
+        run: list[Emission | Progress] = []
+        for v in values:
+            if isinstance(v, dict):
+                continue
+            if isinstance(v, Progress) and v.resumed:
+                self._act(self._gate.feed(run))
+                run = []
+                self._resume(v)
+            else:
+                run.append(v)
+        self._act(self._gate.feed(run))
         if time.monotonic() - self._last_recon >= self._recon_every:
             self._recon()
         self._publish()
+
+    def _resume(self, marker: Progress) -> None:
+        """The billing step (re)started: a replayed prefix is gathered if the ERP is ahead."""
+        actions = self._gate.resume(marker.covers, self._writer.committed())
+        gathering = self._gate.gathering
+        if gathering is not None:
+            log.info(
+                "replay_started",
+                partitions=sorted(gathering.pending),
+                from_offsets={k: gathering.seen.get(k, -1) for k in sorted(gathering.pending)},
+                to_offsets=dict(sorted(gathering.pending.items())),
+            )
+        self._act(actions)
+
+    def _act(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Coalesced):
+                result = self._writer.apply_coalesced(
+                    action.lines,
+                    finals=action.finals,
+                    periods=action.periods,
+                    covers=action.covers,
+                )
+                log.info(
+                    "replay_ended",
+                    partitions=[k for k, _ in action.reached],
+                    reached=dict(action.reached),
+                    covers=dict(action.covers),
+                    units_coalesced=action.units,
+                    lines=len(action.lines),
+                    lines_changed=result.lines_changed,
+                    ledger_entries=len(result.entries),  # 0 when the replay repeats the input
+                    exception_events=result.exception_events,
+                )
+                self._count(result, ())
+            else:
+                result = self._writer.apply(action.emissions, covers=action.covers)
+                if result.lines_changed or result.entries:
+                    log.info(
+                        "erp_batch",
+                        emissions=len(action.emissions),
+                        lines_changed=result.lines_changed,
+                        ledger_entries=len(result.entries),
+                        exception_events=result.exception_events,
+                        last_position=action.emissions[-1].source_position,
+                    )
+                self._count(result, action.emissions)
+
+    def _count(self, result: BatchResult, emissions: tuple[Emission, ...]) -> None:
+        LINES_CHANGED.inc(result.lines_changed)
+        for e in result.entries:
+            LEDGER_ENTRIES.labels(entry_type=e.entry_type).inc()
+        now = self._clock()
+        for em in emissions:
+            if em.source_ts is not None:
+                LATENCY.observe(max(0.0, (now - em.source_ts).total_seconds()))
 
     def _publish(self, *, now: bool = False) -> None:
         """Relay the outbox to Kafka. A delivery failure (the broker or the registry is being
@@ -178,8 +246,11 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
             recon.flush(conn, self._clock())
         self._last_recon = time.monotonic()
 
-    def snapshot(self) -> None:
-        return None  # the ERP database is the sink's state; nothing to keep in Bytewax
+    def snapshot(self) -> GateState | None:
+        """The ERP database is the sink's state; Bytewax keeps only what the replay gate holds
+        back (a replayed prefix being gathered, a unit not complete yet): None usually."""
+        with self._lock:
+            return self._gate.snapshot()
 
     def close(self) -> None:
         """Best effort: Bytewax also calls this while unwinding from a failed batch (e.g. the
@@ -187,6 +258,13 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
         printing the original error, so a failure here is printed, not raised."""
         self._closed.set()
         with self._lock:
+            held = self._gate.snapshot()
+            if held is not None:  # kept in the Bytewax snapshot, applied after a restart
+                log.warning(
+                    "erp_items_held_back_at_close",
+                    gathering_units=held.gathering.units if held.gathering else 0,
+                    incomplete_unit_emissions=len(held.carry),
+                )
             try:
                 self._recon()
             except Exception as exc:  # see the docstring: never raise from close
@@ -196,7 +274,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, None]):
                 self._writer_lock.release()
 
 
-class ErpSink(FixedPartitionedSink[SinkItem, None]):
+class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
     """ERP tables + outbox relay. Items are ``(key, item)``; the key is ignored.
 
     ``idle_flush`` (production) starts a timer thread in the partition that snapshots
@@ -234,7 +312,9 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ErpPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: GateState | None
+    ) -> _ErpPartition:
         engine = self._engine_factory()
         relay = self._relay_factory(engine) if self._relay_factory else None
         return _ErpPartition(
@@ -245,4 +325,5 @@ class ErpSink(FixedPartitionedSink[SinkItem, None]):
             self._idle_flush,
             self._retry_for,
             single_writer=self._single_writer,
+            resume_state=resume_state,
         )

@@ -11,6 +11,11 @@ SPEC tables: ``erp_billing_transactions`` (append-only ledger), ``billing_line_s
 - ``outbox_quarantine``: outbox records that cannot be encoded for their topic, set aside so
   they hold back nothing (:mod:`sinks.kafka.quarantine`; ``billsync outbox quarantine``).
 - ``recon_dirty``: (project_id, period) keys whose figures changed since the last snapshot.
+- ``billing_progress``: per input partition of the flow (``"topic:partition"``), the highest
+  Kafka offset whose changes the ERP has applied (``committed_offset``), written in the same
+  transaction as each batch: after a restart the writer recognises the replayed prefix by it
+  and applies it as one coalesced batch, so a restart posts nothing new
+  (:mod:`sinks.erp.replay`, SPEC 4).
 - ``erp_writer_lock``: who holds the ERP's single-writer lock (host, pid, start time), written
   when the lock is taken so a refused second ``billsync run`` can name the first
   (:mod:`sinks.erp.writer_lock`; the lock itself is the database's, not this row).
@@ -179,6 +184,23 @@ recon_dirty = Table(
     Column("project_id", String(64), primary_key=True),
     Column("period", String(7), primary_key=True),
     Column("source_position", String(160)),
+)
+
+# SPEC 4 (a restart posts nothing new): what the ERP has applied of the flow's input. One row
+# per input partition; committed_offset only grows. Written with each batch by the ERP writer,
+# read when the billing step (re)starts (sinks/erp/replay.py). Created by create_all/upgrade
+# in an ERP from before it (no row: nothing recorded, a restart replays as before).
+billing_progress = Table(
+    "billing_progress",
+    metadata,
+    Column("input_partition", String(255), primary_key=True, comment='"topic:partition"'),
+    Column(
+        "committed_offset",
+        BigInteger,
+        nullable=False,
+        comment="highest Kafka offset of this partition whose changes the ERP applied",
+    ),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 # --- closed periods (SPEC 2b) ---------------------------------------------------------------

@@ -2,35 +2,54 @@
 
 Guarantee: after any crash and replay, for every source item the ledger
 (``erp_billing_transactions``) nets to the item's target, its net posting carries the
-target's dimensions, and no effect is posted twice.
+target's dimensions, and no effect is posted twice. The ledger, the line states and the
+outbox records are a function of the emission sequence only — not of where batches begin and
+end — and, fed with input progress (the sink, :mod:`sinks.erp.replay`), a restart posts
+nothing an uninterrupted run over the same input would not (SPEC 4).
 
 How: each batch is applied in ONE database transaction that
-1. groups the batch per line, keeping every target of the line in emission order;
+1. groups the batch per line, keeping every target of the line in emission order (the line
+   changes between two period events together; each close or reopen at its own point);
 2. reads what the ERP already holds for those lines (``billing_line_state`` and the ledger,
    by the full key (source_type, source_id) of their indexes: a batch reads only its own
    items' rows, whatever the ledger's size), so the *database* is the truth, not the
    dataflow's memory;
-3. appends only the net difference to the line's LAST target
-   (:func:`dataflows.billing.ledger.postings`: a changed ledger dimension is a reversal under
-   the old dimensions and a charge under the new ones) with deterministic transaction ids
-   (a unique key refuses a duplicate even under a stale read); intermediate targets of the
-   batch post nothing;
+3. posts **each step in turn**: step i appends the entries from step i-1's target (the first
+   step: from what the ledger holds) to step i's (:func:`dataflows.billing.ledger.postings`:
+   a changed ledger dimension is a reversal under the old dimensions and a charge under the
+   new ones), with step i's source position and posting period and deterministic
+   transaction ids (a unique key refuses a duplicate even under a stale read) — exactly the
+   entries the steps would post one batch each; a line with one step in the batch costs
+   what it always did;
 4. emits one ``billing.exceptions`` event per state change the engine decided, in order —
-   also for a line held and released within the batch (:func:`_transitions`);
-5. upserts or deletes the line state, the invoice schedule, and writes the Kafka records
-   (transactions, exception events, in emission order) into ``billing_outbox`` and the
-   touched (project, period) keys into ``recon_dirty`` — all in the same transaction.
+   also for a line held and released within the batch — and ``corrected`` when a final line
+   is changed by its own row;
+5. upserts or deletes the line state (the row of the step that last changed it, with that
+   step's position), the invoice schedule, and writes the Kafka records (transactions,
+   exception events, in emission order) into ``billing_outbox``, the touched (project,
+   period) keys into ``recon_dirty`` and, given ``covers``, the input progress into
+   ``billing_progress`` — all in the same transaction.
 
-Replays. A replayed target equal to what the ERP holds posts nothing. Exception events of a
-replay are recognised by the stored line state: it carries the source position of the last
-emission of the batch that last changed it, and only the steps after that emission (or, if
-it is not in the replayed batch, the state changes away from the stored state) are emitted.
-So a replay is silent for every line that still has a line state. What a replay CAN emit
-again: the events of a line whose replayed steps end with no line state (unapproved or
-deleted): no row is left to recognise them by, so they are emitted again, from "no line
-state" (entered ... released), ending in the same queue state. Where several changes share
-one source position (Debezium snapshot reads of one source; ``mappings-changed``), a line
-leaving and coming back to its stored state under that same position is taken as applied.
+Replays. With input progress (``apply(batch, covers=...)``, the sink): the sink's replay
+gate (:mod:`sinks.erp.replay`) holds back the prefix a restart replays and hands it over as
+ONE coalesced batch (:meth:`ErpWriter.apply_coalesced`: per line its last target, diffed
+against the ERP — nothing when the replay repeats the input); every other batch is new to the
+ERP, so all its steps are applied and all their events emitted (the stored position is not
+consulted: positions repeat under Debezium snapshot reads and ``mappings-changed``, where
+guessing from it would drop real steps). The one way a batch can reach the ERP twice then is
+a retried transaction whose commit did succeed (its acknowledgement was lost): a retry whose
+``covers`` the ERP has already committed does nothing.
+
+Without input progress (``covers=None``: a caller that sends no ``Progress``, as before it
+existed) replays are recognised by the stored line state (:func:`_unapplied`): it carries the
+source position of the step that last changed it, and only the steps after that emission (or,
+if it is not in the replayed batch, every step, from the stored state) are posted and
+emitted. So such a replay is silent for every line that still has a line state; the steps of
+a line whose replayed steps end with no line state (unapproved or deleted) are applied again
+(no row is left to recognise them by): their events are emitted again and the ledger gets a
+charge and its reversal, netting to 0. Where several changes share one source position, a
+line leaving and coming back to its stored state under that same position is taken as
+applied.
 
 A database outage is retried with exponential backoff (the whole transaction, which is
 idempotent by construction); a batch is never half applied.
@@ -38,7 +57,7 @@ idempotent by construction); a batch is never half applied.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -135,10 +154,19 @@ class Progress:
     records the unit released. ``resumed``: sent once, first, whenever the billing step
     starts (fresh: ``covers`` empty; from a snapshot: what the snapshot already held); the
     writer compares it with what the ERP has applied to recognise a replayed prefix (SPEC 4:
-    a restart posts nothing an uninterrupted run would not)."""
+    a restart posts nothing an uninterrupted run would not).
+
+    What the writer relies on (:mod:`sinks.erp.replay`): every unit ends with its Progress,
+    also a unit that emits nothing; the emissions of one unit and its Progress are emitted
+    together (one epoch); units of one partition come with increasing offsets; a replay
+    re-sends exactly the units after the snapshot, in the same order per partition."""
 
     covers: tuple[tuple[str, int], ...]
     resumed: bool = False
+
+
+# per input partition ("topic:partition"), a Kafka offset
+Covers = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +177,11 @@ class BatchResult:
     schedule_changed: int
 
 
-def line_row(target: LineTarget, position: str | None, now: datetime) -> dict[str, Any]:
+def line_row(
+    target: LineTarget, position: str | None, now: datetime, final_period: str | None = None
+) -> dict[str, Any]:
+    """The ``billing_line_state`` row of ``target``: open, as every emitted target, unless a
+    coalesced replay says the line ended final (``final_period``, see :mod:`sinks.erp.replay`)."""
     return {
         "source_type": target.source_type.value,
         "source_id": target.source_id,
@@ -166,8 +198,8 @@ def line_row(target: LineTarget, position: str | None, now: datetime) -> dict[st
         "currency": target.currency,
         "hours": target.hours,
         "billable": target.billable,
-        "final": False,  # an emitted target is open; a close marks lines final in place
-        "final_period": None,
+        "final": final_period is not None,  # a close marks lines final in place
+        "final_period": final_period,
         "source_position": position,
         "updated_at": now,
     }
@@ -216,9 +248,49 @@ class ErpWriter:
         upgrade(self._engine)  # an ERP from before closed periods gains its columns
         publish_periods(self._engine)  # the erp connector captures this schema's closes
 
-    def apply(self, batch: Sequence[Emission]) -> BatchResult:
-        if not batch:
+    def apply(self, batch: Sequence[Emission], *, covers: Covers | None = None) -> BatchResult:
+        """Apply ``batch`` step by step in one transaction (see the module docstring).
+
+        ``covers`` (the sink's units, per input partition the highest offset they released):
+        the batch is new to the ERP — the sink's replay gate holds back what a restart
+        replays — and ``billing_progress`` records it in the same transaction. None (a
+        caller that does not track input, e.g. a test): replayed steps are recognised by the
+        stored line state instead (:func:`_unapplied`).
+        """
+        if not batch and not covers:
             return BatchResult(0, (), 0, 0)
+        return self._in_transaction(
+            lambda conn, retried: self._apply_batch(conn, batch, covers, retried)
+        )
+
+    def apply_coalesced(
+        self,
+        lines: Sequence[Emission],
+        *,
+        finals: Mapping[LineKey, str],
+        periods: Sequence[tuple[PeriodEvent, Covers]],
+        covers: Covers,
+    ) -> BatchResult:
+        """Apply a replayed prefix as ONE batch (built by :mod:`sinks.erp.replay`), in one
+        transaction: ``lines`` holds each line's and milestone's LAST emission of the prefix,
+        in stream order, each diffed against the ERP (where the replay repeats what the ERP
+        applied, that is nothing: no entry, event, outbox row or recon key); ``finals`` the
+        ``final_period`` of the lines that end final (the prefix's closes after their last
+        emission); ``periods`` every close/reopen of the prefix with its unit's covers: only
+        those beyond what the ERP committed are applied (first: the others are applied
+        already, their effect on the emitted lines is in ``finals``)."""
+        return self._in_transaction(
+            lambda conn, _retried: self._apply_coalesced(conn, lines, finals, periods, covers)
+        )
+
+    def committed(self) -> dict[str, int]:
+        """``billing_progress``: per input partition, the highest offset the ERP applied."""
+        with self._engine.connect() as conn:
+            return self._committed(conn)
+
+    def _in_transaction(self, work: Callable[[Connection, bool], BatchResult]) -> BatchResult:
+        """``work`` in one transaction, retried whole while the database is unreachable;
+        ``work`` is told whether an earlier attempt may have committed (a lost commit ack)."""
         for attempt in Retrying(
             retry=retry_if_exception(_transient),
             wait=wait_exponential(multiplier=0.5, max=30),
@@ -227,12 +299,42 @@ class ErpWriter:
             reraise=True,
         ):
             with attempt, self._engine.begin() as conn:
-                return self._apply(conn, batch)
+                return work(conn, attempt.retry_state.attempt_number > 1)
         raise AssertionError("unreachable: Retrying either returns or raises")
 
     # --- the transaction -------------------------------------------------------------------
 
-    def _apply(self, conn: Connection, batch: Sequence[Emission]) -> BatchResult:
+    def _apply_batch(
+        self, conn: Connection, batch: Sequence[Emission], covers: Covers | None, retried: bool
+    ) -> BatchResult:
+        if covers is None:
+            return self._apply(conn, batch, trusted=False)
+        committed = self._committed(conn)
+        if retried and covers and not _beyond(covers, committed):
+            # an earlier attempt committed (its acknowledgement was lost): nothing to do
+            log.info("erp_batch_already_applied", covers=dict(covers))
+            return BatchResult(0, (), 0, 0)
+        result = self._apply(conn, batch, trusted=True)
+        self._record(conn, covers, committed)
+        return result
+
+    def _apply_coalesced(
+        self,
+        conn: Connection,
+        lines: Sequence[Emission],
+        finals: Mapping[LineKey, str],
+        periods: Sequence[tuple[PeriodEvent, Covers]],
+        covers: Covers,
+    ) -> BatchResult:
+        committed = self._committed(conn)
+        for event, unit in periods:
+            if _beyond(unit, committed):  # a close/reopen the ERP has not applied yet
+                self._apply_period(conn, event)
+        result = self._apply_lines(conn, lines, trusted=True, finals=finals)
+        self._record(conn, covers, committed)
+        return result
+
+    def _apply(self, conn: Connection, batch: Sequence[Emission], *, trusted: bool) -> BatchResult:
         """The batch in stream order: the line changes between two period events are
         applied together, each close or reopen at its own point (SPEC 2b)."""
         results: list[BatchResult] = []
@@ -240,19 +342,42 @@ class ErpWriter:
         for em in batch:
             if isinstance(em.update, PeriodEvent):
                 if segment:
-                    results.append(self._apply_lines(conn, segment))
+                    results.append(self._apply_lines(conn, segment, trusted=trusted))
                     segment = []
                 self._apply_period(conn, em.update)
             else:
                 segment.append(em)
         if segment:
-            results.append(self._apply_lines(conn, segment))
+            results.append(self._apply_lines(conn, segment, trusted=trusted))
         return BatchResult(
             sum(r.lines_changed for r in results),
             tuple(e for r in results for e in r.entries),
             sum(r.exception_events for r in results),
             sum(r.schedule_changed for r in results),
         )
+
+    def _committed(self, conn: Connection) -> dict[str, int]:
+        p = t.billing_progress
+        rows = conn.execute(select(p.c.input_partition, p.c.committed_offset))
+        return {k: int(v) for k, v in rows}
+
+    def _record(self, conn: Connection, covers: Covers, committed: Mapping[str, int]) -> None:
+        """``billing_progress`` := the higher of what it holds and ``covers``, per partition."""
+        p = t.billing_progress
+        now = self._clock()
+        fresh: list[dict[str, Any]] = []
+        moved: list[dict[str, Any]] = []
+        for key, offset in highest(covers).items():
+            if key not in committed:
+                fresh.append(
+                    {"input_partition": key, "committed_offset": offset, "updated_at": now}
+                )
+            elif offset > committed[key]:
+                moved.append({"key": key, "committed_offset": offset, "updated_at": now})
+        if fresh:
+            conn.execute(insert(p), fresh)
+        if moved:
+            conn.execute(update(p).where(p.c.input_partition == bindparam("key")), moved)
 
     def _apply_period(self, conn: Connection, event: PeriodEvent) -> None:
         """A close marks final, in place, every open line of the period or before in a final
@@ -278,7 +403,21 @@ class ErpWriter:
             )
         log.info("period_applied", kind=event.kind, period=event.period)
 
-    def _apply_lines(self, conn: Connection, batch: Sequence[Emission]) -> BatchResult:
+    def _apply_lines(
+        self,
+        conn: Connection,
+        batch: Sequence[Emission],
+        *,
+        trusted: bool,
+        finals: Mapping[LineKey, str] | None = None,
+    ) -> BatchResult:
+        """One segment (no period event inside), posted step by step.
+
+        ``trusted``: every emission is new to the ERP (the caller tracks input progress);
+        otherwise the steps the stored line state already reflects are recognised and
+        skipped (:func:`_unapplied`). ``finals`` (a coalesced replay only): the
+        ``final_period`` each line ends with; the others end open, as every emitted target.
+        """
         now = self._clock()
         chains: dict[LineKey, list[_Step]] = {}
         sched: dict[str, ScheduleLine | None] = {}
@@ -298,47 +437,58 @@ class ErpWriter:
         deletes: list[LineKey] = []
         events = 0
         for key, chain in chains.items():
-            final = chain[-1]
             old = stored.get(key)
-            new = line_row(final.target, final.position, now) if final.target else None
-            have = posted.get(key, Posted())
-            previous = _previous_dims(old, last_entry.get(key))
-            # the ledger posts only the net difference to the last target of the batch
-            new_entries = postings(key[0], key[1], have, final.target, previous=previous)
-            # billing.exceptions gets every state change the engine decided, in order
-            transitions = _transitions(old, _unapplied(old, chain), now)
-            if not transitions and not new_entries and _same_state(old, new):
-                continue  # a replay of what the ERP already holds: nothing to do
+            steps = chain if trusted else _unapplied(old, chain)
+            final_period = finals.get(key) if finals is not None else None
             topic_key = f"{key[0]}|{key[1]}"
-            closed = final.emission.closed_through
-            for n, e in enumerate(new_entries):
-                entries.append(e)
-                into = posting_period(e.period, closed)
-                ledger_rows.append(_ledger_row(e, have.entries + n, final.position, now, into))
-                record = transaction_record(e, final.position, now, into)
-                outbox.append((final.index, _outbox(TRANSACTIONS_TOPIC, topic_key, record, now)))
-            reopened = next((st for st in chain if _reopens(st)), None)
-            if reopened is not None and old is not None and old["final"]:
-                # a final line changed by its own row: a prior-period correction (SPEC 2b)
-                fix = correction_event(old, new, reopened.position, now)
-                events += 1
-                outbox.append((reopened.index, _outbox(EXCEPTIONS_TOPIC, topic_key, fix, now)))
-            if transitions or not _same_state(old, new):
-                if new is None:
-                    if old is not None:
-                        deletes.append(key)
-                else:
-                    upserts.append(new)  # with the position of the line's last emission
-            for index, event in transitions:
+            have = posted.get(key, Posted())
+            newest = last_entry.get(key)
+            before = old  # the line state before the step: stored, then each step's
+            changed = False
+            for n, step in enumerate(steps):
+                row = (
+                    line_row(step.target, step.position, now, final_period)
+                    if step.target is not None
+                    else None
+                )
+                # the step's entries, from what the ledger holds after the previous step
+                previous = _previous_dims(before, newest)
+                into_closed = step.emission.closed_through
+                for e in postings(key[0], key[1], have, step.target, previous=previous):
+                    into = posting_period(e.period, into_closed)
+                    newest = _ledger_row(e, have.entries, step.position, now, into)
+                    ledger_rows.append(newest)
+                    entries.append(e)
+                    have = have.plus(e)
+                    record = transaction_record(e, step.position, now, into)
+                    outbox.append((step.index, _outbox(TRANSACTIONS_TOPIC, topic_key, record, now)))
+                    if e.period is not None:
+                        dirty[(e.project_id or "", e.period)] = step.position
+                if _same_line(before, row):
+                    continue
+                if n == 0 and _reopens(step) and old is not None and old["final"]:
+                    # a final line changed by its own row: a prior-period correction (SPEC 2b)
+                    fix = correction_event(old, row, step.position, now)
+                    events += 1
+                    outbox.append((step.index, _outbox(EXCEPTIONS_TOPIC, topic_key, fix, now)))
+                # billing.exceptions gets every state change the engine decided, in order
+                event = exception_event(before, row, step.position, now)
                 if event is not None:
                     events += 1
-                    outbox.append((index, _outbox(EXCEPTIONS_TOPIC, topic_key, event, now)))
-            for row in (old, new):
-                if row is not None and row["period"] is not None:
-                    dirty[(row["project_id"] or "", row["period"])] = final.position
-            for e in new_entries:
-                if e.period is not None:
-                    dirty[(e.project_id or "", e.period)] = final.position
+                    outbox.append((step.index, _outbox(EXCEPTIONS_TOPIC, topic_key, event, now)))
+                before = row
+                changed = True
+            if not changed:
+                continue  # the state is as stored (a replay, or amounts only moved and back)
+            # the row of the step that last changed the state, with that step's position
+            if before is None:
+                if old is not None:
+                    deletes.append(key)
+            else:
+                upserts.append(before)
+            for r in (old, before):
+                if r is not None and r["period"] is not None:
+                    dirty[(r["project_id"] or "", r["period"])] = chain[-1].position
 
         if ledger_rows:
             conn.execute(insert(t.erp_billing_transactions), ledger_rows)
@@ -467,6 +617,12 @@ def _same_state(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return all(a[f] == b[f] for f in STATE_FIELDS)
 
 
+def _same_line(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """:func:`_same_state`, and made final by the same close (a coalesced replay compares
+    the line's final flag it computed with the stored one)."""
+    return _same_state(a, b) and (a is None or b is None or a["final_period"] == b["final_period"])
+
+
 def _unapplied(stored: dict[str, Any] | None, chain: list[_Step]) -> list[_Step]:
     """The steps of ``chain`` the ERP does not reflect yet.
 
@@ -488,19 +644,18 @@ def _unapplied(stored: dict[str, Any] | None, chain: list[_Step]) -> list[_Step]
     return chain
 
 
-def _transitions(
-    stored: dict[str, Any] | None, steps: list[_Step], now: datetime
-) -> list[tuple[int, dict[str, Any] | None]]:
-    """Each state change along ``steps`` from the stored row: (emission index, the
-    ``billing.exceptions`` event or None when the change does not touch the queue)."""
-    out: list[tuple[int, dict[str, Any] | None]] = []
-    before = stored
-    for step in steps:
-        row = line_row(step.target, step.position, now) if step.target is not None else None
-        if not _same_state(before, row):
-            out.append((step.index, exception_event(before, row, step.position, now)))
-            before = row
+def highest(covers: Covers) -> dict[str, int]:
+    """Per input partition, the highest offset in ``covers``."""
+    out: dict[str, int] = {}
+    for key, offset in covers:
+        if offset > out.get(key, -1):
+            out[key] = offset
     return out
+
+
+def _beyond(covers: Covers, committed: Mapping[str, int]) -> bool:
+    """Whether ``covers`` reaches past what the ERP committed in some partition."""
+    return any(offset > committed.get(key, -1) for key, offset in covers)
 
 
 def _by_source_type(keys: Iterable[LineKey]) -> dict[str, list[str]]:

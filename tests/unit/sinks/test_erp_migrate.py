@@ -1,4 +1,5 @@
-"""sinks/erp/migrate.py: an ERP database from before closed periods gains their columns."""
+"""sinks/erp/migrate.py: an ERP database from before closed periods gains their columns
+(and the tables added since: accounting_periods, billing_progress)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def test_an_old_database_gains_the_columns_indexes_and_periods_table() -> None:
     done = upgrade(engine)
     assert {f"column {a}.{b}" for a, b in ADDED_COLUMNS} <= set(done)
     assert "table accounting_periods" in done
+    assert "table billing_progress" in done  # SPEC 4: the input progress a restart compares
     assert {"index ix_bls_final_period", "index ix_ebt_posting_period"} <= set(done)
     with engine.connect() as conn:
         insp = inspect(conn)

@@ -92,9 +92,9 @@ def test_replay_posts_nothing_twice(writer: ErpWriter, db: Engine) -> None:
     batch = [em(target("100.00"), "p1"), em(target("250.00"), "p2")]
     first = writer.apply(batch)
     again = writer.apply(batch)  # a crash-replay of the same batch
-    assert len(first.entries) == 1  # coalesced: only the last target is posted
+    assert len(first.entries) == 2  # each step posts its own entry
     assert again.entries == () and again.lines_changed == 0
-    assert [r[1] for r in ledger(db)] == [D("250.00")]
+    assert [r[1] for r in ledger(db)] == [D("100.00"), D("150.00")]
 
 
 def test_held_line_emits_exception_events_and_release(writer: ErpWriter, db: Engine) -> None:
@@ -217,8 +217,9 @@ def test_held_and_released_within_one_batch_emits_both_events(
     result = writer.apply([em(held_line(), "p2"), em(target("960.00"), "p3")])
     assert exceptions(db) == [("7", "entered", "held", "p2"), ("7", "released", "billed", "p3")]
     assert result.exception_events == 2
-    assert result.entries == ()  # the ledger posts only the net difference: none
-    assert [r[0] for r in ledger(db)] == ["charge"]
+    # each step is posted, as if each emission were its own batch
+    assert [e.entry_type for e in result.entries] == ["reversal", "charge"]
+    assert [r[0] for r in ledger(db)] == ["charge", "reversal", "charge"]
 
 
 def test_events_keep_emission_order_across_lines(writer: ErpWriter, db: Engine) -> None:
