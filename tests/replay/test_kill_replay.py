@@ -39,9 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from tests.replay.capture import write_capture
+from tests.replay.erp import LEDGER, LINES, OUTBOX, payload, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 3000  # changes of the synthetic firm: ~5,000 records with transaction markers
@@ -60,9 +59,6 @@ EXTRA_S = 0.15  # the random moment more after a ledger threshold, at most
 TIME_S = 0.6  # a time kill: at most this long after the flow started
 STARTUP_S = (0.2, 2.5)  # a start-up kill: this long after the spawn
 
-# fields of outbox payloads that carry the wall clock of the run, not the input (a dead
-# letter's `timestamp` is when it was dead-lettered: dataflows/cdc/deadletter.py)
-WALL_CLOCK = {"created_at", "updated_at", "received_at", "occurred_at", "as_of", "timestamp"}
 EXACT_TOPICS = ("billing.transactions", "billing.exceptions", "billing.dlq")
 
 
@@ -187,39 +183,22 @@ def _query_one(db: Path, sql: str) -> tuple[Any, ...] | None:
 # --- the ERP, read for comparison ---------------------------------------------------------
 
 
-def _rows(db: Path, sql: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql)]
-
-
-def _payload(text: str) -> dict[str, Any]:
-    return {k: v for k, v in orjson.loads(text).items() if k not in WALL_CLOCK}
-
-
 def erp_state(db: Path) -> dict[str, list[Any]]:
     """What must be identical, as lists of comparable entries per part."""
-    ledger = _rows(db, "SELECT * FROM erp_billing_transactions "
-                       "ORDER BY source_type, source_id, seq")  # fmt: skip
-    lines = _rows(db, "SELECT * FROM billing_line_state ORDER BY source_type, source_id")
-    outbox = _rows(db, "SELECT topic, key, payload FROM billing_outbox ORDER BY id")
-    snapshots = _rows(db, "SELECT * FROM recon_snapshots ORDER BY project_id, period")
-    state: dict[str, list[Any]] = {
-        "ledger": [{k: v for k, v in r.items() if k != "created_at"} for r in ledger],
-        "line state": [{k: v for k, v in r.items() if k != "updated_at"} for r in lines],
-    }
+    outbox = rows(db, OUTBOX)
+    state: dict[str, list[Any]] = {"ledger": rows(db, LEDGER), "line state": rows(db, LINES)}
     for topic in EXACT_TOPICS:
         state[f"outbox {topic}"] = [
-            {"key": r["key"], **_payload(r["payload"])} for r in outbox if r["topic"] == topic
+            {"key": r["key"], **payload(r["payload"])} for r in outbox if r["topic"] == topic
         ]
     latest: dict[bytes, dict[str, Any]] = {}
     for r in outbox:
         if r["topic"] == "recon.snapshots":
-            latest[r["key"]] = _payload(r["payload"])
+            latest[r["key"]] = payload(r["payload"])
     state["outbox recon.snapshots (latest per key)"] = sorted(
         latest.values(), key=lambda p: (p["project_id"], p["period"])
     )
-    state["recon_snapshots"] = [{k: v for k, v in r.items() if k != "as_of"} for r in snapshots]
+    state["recon_snapshots"] = rows(db, "SELECT * FROM recon_snapshots ORDER BY project_id, period")
     return state
 
 
