@@ -25,7 +25,7 @@ check: setup ## lint (ruff) and type-check (mypy)
 	$(BIN)/mypy
 
 test-unit: setup ## unit tests only (no services)
-	$(BIN)/pytest -m "not integration and not e2e and not chaos"
+	$(BIN)/pytest -m "not integration and not e2e and not chaos and not replay"
 
 test: setup ## every test tier; the integration fixture installs and starts the local stack
 	$(BIN)/pytest

@@ -10,6 +10,7 @@ from the file. Poison records are recorded as they were, so they dead-letter aga
 from __future__ import annotations
 
 import base64
+import random
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -102,15 +103,18 @@ def read_capture(path: Path) -> tuple[DictSchemaSource, list[Msg]]:
 
 
 class _Part(StatefulSourcePartition[Msg, int]):
-    def __init__(self, records: list[Msg], start: int, batch: int) -> None:
+    def __init__(self, records: list[Msg], start: int, batch: int, uneven: bool) -> None:
         self._records = records
         self._pos = start
         self._batch = batch
+        # OS-seeded on purpose: every start reads other batches, as a Kafka consumer would
+        self._sizes = random.Random() if uneven else None  # noqa: S311  # not security
 
     def next_batch(self) -> Iterable[Msg]:
         if self._pos >= len(self._records):
             raise StopIteration
-        chunk = self._records[self._pos : self._pos + self._batch]
+        size = self._sizes.randint(1, self._batch) if self._sizes else self._batch
+        chunk = self._records[self._pos : self._pos + size]
         self._pos += len(chunk)
         return chunk
 
@@ -119,14 +123,20 @@ class _Part(StatefulSourcePartition[Msg, int]):
 
 
 class CaptureSource(FixedPartitionedSource[Msg, int]):
-    """Replays a capture's records in file order (one partition; resumable by position)."""
+    """Replays a capture's records in file order (one partition; resumable by position).
 
-    def __init__(self, records: list[Msg], batch: int = 1000) -> None:
+    Batches are ``batch`` records; with ``uneven``, each batch is of a random size from 1 to
+    ``batch``, different at every start — as a Kafka consumer's fetches vary with timing —
+    so that a replay shows whether what the flow posts depends on how its input was cut
+    into batches (it must not: SPEC 4)."""
+
+    def __init__(self, records: list[Msg], batch: int = 1000, *, uneven: bool = False) -> None:
         self._records = records
         self._batch = batch
+        self._uneven = uneven
 
     def list_parts(self) -> list[str]:
         return ["capture"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Part:
-        return _Part(self._records, resume_state or 0, self._batch)
+        return _Part(self._records, resume_state or 0, self._batch, self._uneven)

@@ -86,6 +86,7 @@ def erp_holds_postings(engine: Engine) -> bool:
 
 
 def recovery_missing(path: Path) -> ConfigError:
+    """The Kafka run's store is gone while the ERP holds postings."""
     return ConfigError(
         f"the recovery store {path} is missing while the ERP already holds postings: the "
         "flow would start with no state, from the beginning of the CDC topics, into an ERP "
@@ -98,26 +99,58 @@ def recovery_missing(path: Path) -> ConfigError:
     )
 
 
-def prepare_recovery(settings: Settings, *, rebuild: bool = False) -> RecoveryConfig:
-    """The recovery store, created once (its partition count is fixed forever).
+def file_recovery_missing(path: Path, capture: Path) -> ConfigError:
+    """A file run's store is gone while its ERP holds postings."""
+    return ConfigError(
+        f"the recovery store {path} is missing while the ERP already holds postings: the "
+        f"replay of {capture} would start with no state, from the beginning of the file, "
+        "into an ERP that billed from that state",
+        field="--recovery-dir",
+        fix="pass the --recovery-dir of the run that wrote this ERP to resume it; or replay "
+        "into a fresh ERP (another --erp-url), or without --recovery-dir (a batch run from "
+        "the start of the file: the writer posts only differences)",
+    )
+
+
+def open_recovery(
+    path: Path,
+    erp_url: str,
+    settings: Settings,
+    *,
+    missing: ConfigError,
+    rebuild: bool = False,
+) -> RecoveryConfig:
+    """The recovery store at ``path``, created once (its partition count,
+    ``settings.recovery_partitions``, is fixed forever).
 
     A missing store is created only when the ERP holds no postings (a first start) or the
-    operator asked for a rebuild: otherwise :func:`recovery_missing` is raised, before
-    anything is read or written.
+    operator asked for a rebuild: otherwise ``missing`` is raised, before anything is read
+    or written.
     """
-    path = recovery_dir(settings)
     if not recovery_store_exists(path):
         if not rebuild:
-            engine = erp_engine(settings.require("erp_db_url"))
+            engine = erp_engine(erp_url)
             try:
                 if erp_holds_postings(engine):
-                    raise recovery_missing(path)
+                    raise missing
             finally:
                 engine.dispose()
         path.mkdir(parents=True, exist_ok=True)
         init_db_dir(path, settings.recovery_partitions)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     backup = settings.recovery_backup_interval_s
     return RecoveryConfig(path, backup_interval=timedelta(seconds=backup))  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+
+
+def prepare_recovery(settings: Settings, *, rebuild: bool = False) -> RecoveryConfig:
+    """The Kafka run's recovery store (:func:`recovery_dir`; see :func:`open_recovery`)."""
+    path = recovery_dir(settings)
+    return open_recovery(
+        path,
+        settings.require("erp_db_url"),
+        settings,
+        missing=recovery_missing(path),
+        rebuild=rebuild,
+    )
 
 
 def ensure_topics(settings: Settings, topics: Sequence[str]) -> None:
@@ -178,20 +211,54 @@ def production_flow(settings: Settings) -> Dataflow:
     )
 
 
-def replay_file(path: Path, erp_url: str, *, workers: int = 1) -> int:
-    """Replay a capture through the same flow into ``erp_url`` (SQLite by default).
+def replay_file(
+    path: Path,
+    erp_url: str,
+    *,
+    workers: int = 1,
+    recovery: Path | None = None,
+    snapshot_interval: timedelta | None = None,
+    batch: int = 1000,
+    uneven: bool = False,
+) -> int:
+    """Replay a capture through the same flow into ``erp_url`` (SQLite by default); returns
+    the number of records in the file.
 
-    No Kafka, no registry, no recovery: a batch run that ends at the end of the file. The
-    Kafka-bound records stay in the ERP's ``billing_outbox`` table for inspection.
+    No Kafka, no registry: a run that ends at the end of the file. The Kafka-bound records
+    stay in the ERP's ``billing_outbox`` table for inspection.
+
+    Without ``recovery`` it is a batch run from the start of the file. With it, the run keeps
+    a Bytewax recovery store there (the Kafka run's layout: ``part-*.sqlite3`` and the final
+    segments in ``finals/``; :func:`open_recovery`'s refusal of a missing store beside an ERP
+    that holds postings), snapshotting every ``snapshot_interval`` (the settings' interval by
+    default): a run killed at any moment and started again with the same arguments resumes
+    from its last snapshot (the source's state is the position in the file), and one that
+    completed does nothing more. ``snapshot_interval`` is also the epoch interval of a run
+    without recovery (Bytewax's default when None). ``batch`` and ``uneven``: how the file
+    is read (:class:`~dataflows.capture.CaptureSource`).
     """
+    settings = get_settings()
     schemas, records = read_capture(path)
     refuse_second_writer(erp_url)
+    recovery_config = None
+    if recovery is not None:
+        missing = file_recovery_missing(recovery, path)
+        recovery_config = open_recovery(recovery, erp_url, settings, missing=missing)
     flow = build_flow(
-        CaptureSource(records),
+        CaptureSource(records, batch, uneven=uneven),
         decoder=lambda: ChangeDecoder(schemas),
-        mappings=load_mappings(get_settings().reference_dir),
+        mappings=load_mappings(settings.reference_dir),
         erp_sink=ErpSink(lambda: erp_engine(erp_url), single_writer=True),
         topics=sorted({str(r.topic) for r in records}),
+        segment_dir=None if recovery is None else recovery / "finals",
     )
-    cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+    interval = snapshot_interval
+    if interval is None and recovery is not None:
+        interval = timedelta(seconds=settings.snapshot_interval_s)
+    cli_main(  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+        flow,
+        workers_per_process=workers,
+        epoch_interval=interval,
+        recovery_config=recovery_config,
+    )
     return len(records)

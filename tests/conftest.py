@@ -1,10 +1,11 @@
 """Shared by every tier. Unit tests need nothing; integration fixtures live in tests/integration.
 
-Run order: pytest collects folders alphabetically (chaos, e2e, integration, unit). This hook
-runs the tiers from the cheapest and least disruptive to the most: unit, integration, e2e,
-chaos. Unit failures show in seconds, and the fault-injection tests (which kill and restart
-parts of the shared stack) come last, so damage one of them leaves behind cannot turn the
-tiers after it red. Order within a tier is unchanged.
+Run order: pytest collects folders alphabetically (chaos, e2e, integration, replay, unit).
+This hook runs the tiers from the cheapest and least disruptive to the most: unit, replay
+(no services, subprocesses), integration, e2e, chaos. Unit failures show in seconds, and the
+fault-injection tests (which kill and restart parts of the shared stack) come last, so
+damage one of them leaves behind cannot turn the tiers after it red. Order within a tier is
+unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import structlog
 from tests import supervision
 
 HERE = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "e2e", "chaos")
+TIERS = ("unit", "replay", "integration", "e2e", "chaos")
 
 
 def _tier(item: pytest.Item) -> int:

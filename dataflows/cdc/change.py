@@ -60,6 +60,54 @@ class SourcePosition:
         order = self.order()
         return order if isinstance(order, tuple) else None
 
+    @classmethod
+    def parse(cls, text: str | None) -> SourcePosition | None:
+        """The position written by :meth:`__str__` (as stored in ``source_position``), or
+        None for any other text (``mappings-changed``, a bench id, None).
+
+        ``ts_ms`` is not part of the text, so ``parse(str(p)) == replace(p, ts_ms=None)``.
+        """
+        if not text:
+            return None
+        source, sep, rest = text.partition(":")
+        if not source or not sep:
+            return None
+        try:
+            if rest.startswith("lsn="):
+                return cls._parse_pg(source, rest)
+            return cls._parse_binlog(source, rest)
+        except ValueError:
+            return None
+
+    @classmethod
+    def _parse_pg(cls, source: str, rest: str) -> SourcePosition | None:
+        """``lsn=<n>:tx=<n|None>[:commit=<n>]``."""
+        fields = dict(part.partition("=")[::2] for part in rest.split(":"))
+        if set(fields) - {"lsn", "tx", "commit"} or "tx" not in fields:
+            return None
+        tx, commit = fields["tx"], fields.get("commit")
+        return cls(
+            source,
+            lsn=int(fields["lsn"]),
+            tx_id=None if tx == "None" else int(tx),
+            commit_lsn=None if commit is None else int(commit),
+        )
+
+    @classmethod
+    def _parse_binlog(cls, source: str, rest: str) -> SourcePosition | None:
+        """``<file>:<pos>:row=<n>[:gtid=<gtid>]`` (a MySQL GTID may itself hold a colon)."""
+        parts = rest.split(":", 3)
+        if len(parts) < 3 or not parts[0] or not parts[2].startswith("row="):
+            return None
+        gtid: str | None = None
+        if len(parts) == 4:
+            if not parts[3].startswith("gtid="):
+                return None
+            gtid = parts[3].removeprefix("gtid=")
+        return cls(
+            source, file=parts[0], pos=int(parts[1]), row=int(parts[2][4:]), gtid=gtid or None
+        )
+
     def __str__(self) -> str:
         if self.lsn is not None:
             commit = f":commit={self.commit_lsn}" if self.commit_lsn is not None else ""

@@ -1,8 +1,9 @@
 """``billsync recon``: reconciliation for finance and analysts.
 
-- ``audit``: recompute the target state in batch from the sources and compare it with the ERP;
-  its result is kept in ``recon_audit_runs`` (the flow's /metrics and the dashboard show the
-  last drift).
+- ``audit``: recompute the target state in batch from the sources and compare it with the ERP,
+  and check that the ledger's source positions never go backwards per item and source
+  (:mod:`sinks.audit.positions`); its result is kept in ``recon_audit_runs`` (the flow's
+  /metrics and the dashboard show the last drift).
 - ``tail``: the live latest-per-key table of the ``recon.snapshots`` topic.
 - ``report``: figures per (project, period) from the ERP table ``recon_snapshots`` (or
   recomputed from the line states and the ledger with ``--live``), as a table or CSV.
@@ -31,6 +32,7 @@ from ops.runner import erp_engine
 from ops.settings import get_settings
 from ops.sourcedb.engines import crm_engine, psa_engine
 from ops.topics import TopicReader
+from sinks.audit import positions
 from sinks.audit.compare import compare, read_finals
 from sinks.audit.sources import read_world
 from sinks.erp.migrate import upgrade
@@ -65,7 +67,9 @@ def audit(
     limit: Annotated[int, typer.Option(help="rows to print at most")] = 50,
 ) -> None:
     """Recompute the target state in batch from the source databases and compare it with
-    billing_line_state, the ledger sums and invoice_schedule. Exit 1 on any difference."""
+    billing_line_state, the ledger sums and invoice_schedule; check that, per item and
+    source, the ledger's source positions never go backwards in the source's commit order.
+    Exit 1 on any difference or position going backwards."""
     settings = get_settings()
     with Progress(
         SpinnerColumn(),
@@ -85,6 +89,8 @@ def audit(
             lines, schedule = compute_targets(world, load_mappings(settings.reference_dir), finals)
             progress.update(task, description="comparing with the ERP")
             diffs = compare(conn, lines, schedule, finals)
+            progress.update(task, description="checking the ledger's source positions")
+            regressions = positions.check(conn)
         ensure(erp)
         with erp.begin() as conn:
             run = audit_runs.AuditRun(datetime.now(UTC), len(lines), len(schedule), len(diffs))
@@ -96,21 +102,31 @@ def audit(
                 "final_lines": len(finals),
                 "schedule": len(schedule),
                 "differences": [asdict(d) for d in diffs],
+                "position_regressions": [asdict(r) for r in regressions],
             }
         )
-    elif diffs:
-        emit_table(
-            (asdict(d) for d in diffs[:limit]),
-            ("table", "key", "field", "expected", "actual"),
-            title=f"{len(diffs)} difference(s)",
-        )
+    elif diffs or regressions:
+        if diffs:
+            emit_table(
+                (asdict(d) for d in diffs[:limit]),
+                ("table", "key", "field", "expected", "actual"),
+                title=f"{len(diffs)} difference(s)",
+            )
+        if regressions:
+            emit_table(
+                (asdict(r) for r in regressions[:limit]),
+                ("item", "source", "previous_seq", "previous", "seq", "position"),
+                title=f"{len(regressions)} ledger entr(y/ies) behind an earlier entry's "
+                "source position (applied out of commit order)",
+            )
     else:
         console.print(
             f"[green]clean[/]: {len(lines)} open line states, their ledger sums and "
             f"{len(schedule)} invoice-schedule lines equal the target state; "
-            f"{len(finals)} final lines equal their frozen values"
+            f"{len(finals)} final lines equal their frozen values; no ledger entry's "
+            "source position goes backwards"
         )
-    if diffs:
+    if diffs or regressions:
         raise typer.Exit(1)
 
 

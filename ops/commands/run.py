@@ -45,6 +45,33 @@ def run(
     erp_url: Annotated[
         str | None, typer.Option(help="with --from-file: the ERP database (default: SQLite)")
     ] = None,
+    file_recovery: Annotated[
+        Path | None,
+        typer.Option(
+            "--recovery-dir",
+            help="with --from-file: keep a recovery store here, so that a run killed and "
+            "started again with the same arguments resumes (default: no store, a batch run)",
+        ),
+    ] = None,
+    snapshot_interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="with --from-file: seconds between snapshots (epochs); default "
+            "BILLSYNC_SNAPSHOT_INTERVAL_S",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="with --from-file: records read from the file at a time")
+    ] = 1000,
+    uneven_batches: Annotated[
+        bool,
+        typer.Option(
+            "--uneven-batches",
+            help="with --from-file: batches of random sizes up to --batch-size, new at every "
+            "start, as Kafka fetches vary (what is posted must not depend on them)",
+        ),
+    ] = False,
     rebuild: Annotated[
         bool,
         typer.Option(
@@ -63,9 +90,24 @@ def run(
     configure_logs()
     if from_file is not None:
         url = erp_url or f"sqlite:///{from_file.with_suffix('.sqlite3')}"
-        n = replay_file(from_file, url, workers=workers)
+        interval = None if snapshot_interval is None else timedelta(seconds=snapshot_interval)
+        n = replay_file(
+            from_file,
+            url,
+            workers=workers,
+            recovery=file_recovery,
+            snapshot_interval=interval,
+            batch=batch_size,
+            uneven=uneven_batches,
+        )
         console.print(f"replayed {n} records from {from_file} into {url}")
         return
+    if file_recovery is not None or snapshot_interval is not None:
+        raise typer.BadParameter(
+            "--recovery-dir and --snapshot-interval are for --from-file runs; the Kafka run "
+            "takes BILLSYNC_RECOVERY_DIR and BILLSYNC_SNAPSHOT_INTERVAL_S",
+            param_hint="--recovery-dir",
+        )
     if rebuild and recovery_store_exists(recovery_dir(settings)):
         console.print(
             f"[yellow]--rebuild ignored:[/] the recovery store {recovery_dir(settings)} exists; "

@@ -1,7 +1,9 @@
 """What every chaos test asserts at the end, once its load has stopped (SPEC 4).
 
 - ``billsync recon audit`` (the flow's own ERP schema) exits 0: every line state and every
-  item's ledger sums equal the target recomputed in batch from the source rows;
+  item's ledger sums equal the target recomputed in batch from the source rows, and per item
+  and source the ledger's source positions never go backwards (SPEC 4, order; a violation
+  never heals — the ledger is append-only — so the first audit that reports one fails);
 - the test's own items: the ledger of each nets to its line state's billed and tax amounts
   (0 without a line state) — the same promise, read from the ERP tables directly;
 - no effect posted twice anywhere in the ERP (the e2e tier's ledger invariants).
@@ -62,9 +64,17 @@ def audit_until_clean(flow: Flow, load: Load, *, timeout: float) -> float:
             print(f"audit clean after {took:.0f}s; differences (all/own) by run: {trend}")
             return took
         try:
-            diffs = json.loads(res.stdout)["differences"]
+            out = json.loads(res.stdout)
+            diffs, regressions = out["differences"], out["position_regressions"]
         except (ValueError, KeyError):
             diffs = [{"key": "?", "error": res.stdout[-500:] + res.stderr[-1500:]}]
+            regressions = []
+        if regressions:
+            shown = "\n".join(str(r) for r in regressions[:20])
+            raise AssertionError(
+                f"{len(regressions)} ledger entr(y/ies) behind an earlier entry's source "
+                f"position (applied out of commit order):\n{shown}"
+            )
         own = [d for d in diffs if str(d["key"]).split(":", 1)[-1] in ids or prefix in d["key"]]
         trend.append(f"{time.monotonic() - t0:.0f}s:{len(diffs)}/{len(own)}")
         if time.monotonic() - t0 > timeout:

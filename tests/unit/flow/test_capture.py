@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,37 @@ def test_a_file_of_another_format_is_refused(tmp_path: Path) -> None:
     path.write_text('{"kind": "record"}\n')
     with pytest.raises(ConfigError, match="not a billsync capture"):
         read_capture(path)
+
+
+def _capture(tmp_path: Path) -> Path:
+    rec, _ = story()
+    path = tmp_path / "cap.jsonl"
+    with path.open("wb") as f:
+        writer = CaptureWriter(f, rec.schemas)
+        for m in rec.messages:
+            writer.record(m)
+    return path
+
+
+def test_a_file_run_with_a_recovery_store_resumes_from_it(tmp_path: Path) -> None:
+    """Started again with the store of a run that completed, a file run reads nothing more:
+    an ERP it had not written stays empty (a batch run would bill the whole file into it)."""
+    path, store = _capture(tmp_path), tmp_path / "recovery"
+    first, second = (f"sqlite:///{tmp_path / name}.sqlite3" for name in ("first", "second"))
+    replay_file(path, first, recovery=store, snapshot_interval=timedelta(milliseconds=50))
+    assert ledger_sums(create_engine(first)) == ledger_sums(
+        run(tmp_path, RUNNERS["one_worker"], "direct")
+    )
+    assert (store / "part-0.sqlite3").exists()
+    replay_file(path, second, recovery=store)
+    assert ledger_sums(create_engine(second)) == {}
+
+
+def test_a_file_run_refuses_a_missing_store_beside_an_erp_that_billed(tmp_path: Path) -> None:
+    path = _capture(tmp_path)
+    url = f"sqlite:///{tmp_path / 'erp.sqlite3'}"
+    replay_file(path, url)  # a batch run billed into this ERP
+    with pytest.raises(ConfigError, match=r"recovery store .* is missing") as refused:
+        replay_file(path, url, recovery=tmp_path / "recovery")
+    assert refused.value.field == "--recovery-dir"
+    assert not (tmp_path / "recovery").exists()
