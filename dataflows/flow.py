@@ -2,11 +2,11 @@
 
 Data path (see ARCHITECTURE.md)::
 
-    cdc_in ─► decode ─┬─► dead letters ─────────────────────────────────────────┐
-                      ├─► tombstones (counted, carry no change)                  ├─► erp_out
-                      └─► changes + tx markers ─► key "billing" ─► order ─┐      │  ERP tables
-                             ┌────────────────── units ◄────────────────────────┘      │  + outbox
-                             └─► billing ─► emissions + Progress ──────────────────────┘
+    cdc_in ─► decode ─┬─► tombstones (counted, carry no change)
+                      └─► changes, tx markers, dead letters ─► key "billing" ─► order ─┐
+                            ┌──────────────────────── units ◄──────────────────────────┘
+                            └─► billing ─► emissions, dead letters, Progress ─► erp_out
+                                                                   (ERP tables + outbox)
 
 ``decode`` runs on the worker that read the record (stateless, parallel). ``order`` restores
 each source's commit order and groups its transactions into units
@@ -39,7 +39,7 @@ from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.errors import RecordContext, RecordError
 from dataflows.logic import BillingLogic
-from dataflows.ordering import TxOrderer, Unit
+from dataflows.ordering import Letter, TxOrderer, Unit
 from dataflows.progress import PROGRESS
 from sinks.erp.sink import PARTITION, SinkItem
 
@@ -65,7 +65,10 @@ def _consumer_error(err: KafkaError[bytes | None, bytes | None]) -> dict[str, An
     return dead_letter(RecordError(f"Kafka consumer error: {err.err}", ctx))
 
 
-class OrderingLogic(StatefulLogic[Change | TxMarker, Unit, bytes]):
+Ordered = Change | TxMarker | Letter
+
+
+class OrderingLogic(StatefulLogic[Ordered, Unit, bytes]):
     """The ordering stage (one :class:`~dataflows.ordering.TxOrderer` per source) in
     Bytewax: what it holds back is snapshotted with the epoch, so a restart loses no held
     change. It runs under the billing key, on the billing step's worker: the units go to the
@@ -79,7 +82,7 @@ class OrderingLogic(StatefulLogic[Change | TxMarker, Unit, bytes]):
         self._make = make
         self._orderers = orderers or {}
 
-    def on_item(self, value: Change | TxMarker) -> tuple[Iterable[Unit], bool]:
+    def on_item(self, value: Ordered) -> tuple[Iterable[Unit], bool]:
         source = _source_of(value)
         orderer = self._orderers.get(source)
         if orderer is None:
@@ -109,12 +112,20 @@ def orderer_factory(topics: Sequence[str]) -> Callable[[str], TxOrderer]:
     return make
 
 
-def _ordered_input(item: object) -> Change | TxMarker | None:
+def _ordered_input(item: object) -> Ordered | None:
+    """What the ordering stage takes: changes, transaction markers, and dead letters (at
+    their place in their partition); not tombstones."""
+    if isinstance(item, dict):
+        return Letter.of(item)
     return item if isinstance(item, (Change, TxMarker)) else None
 
 
-def _source_of(item: Change | TxMarker) -> str:
-    return item.source if isinstance(item, TxMarker) else item.position.source
+def _source_of(item: Ordered) -> str:
+    if isinstance(item, TxMarker):
+        return item.source
+    if isinstance(item, Letter):
+        return (item.topic or "").split(".", 1)[0]
+    return item.position.source
 
 
 def build_flow(
@@ -179,14 +190,12 @@ def build_flow(
     flow = Dataflow(flow_id)
     raw = op.input("cdc_in", flow, source)
     decoded = op.map("decode", raw, decode)
-    dead = op.filter_map("dead_letters", decoded, lambda x: x if isinstance(x, dict) else None)
-    changes: Stream[Change | TxMarker] = op.filter_map("changes", decoded, _ordered_input)
+    changes: Stream[Ordered] = op.filter_map("changes", decoded, _ordered_input)
     routed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
     keyed = op.stateful("order", routed, order)  # keyed units, still under ENGINE_KEY
     billed = op.key_rm(
         "unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r, segment_dir))
     )
-    out: Stream[SinkItem] = op.merge("to_erp", billed, dead)
-    to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", out, lambda _x: PARTITION)
+    to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", billed, lambda _x: PARTITION)
     op.output("erp_out", to_erp, erp_sink)
     return flow

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bytewax.operators import StatefulLogic
 
@@ -44,7 +45,7 @@ def emissions(
     return out
 
 
-Output = Emission | Progress
+Output = Emission | Progress | dict[str, Any]  # dict: a dead letter of the unit
 
 
 class BillingLogic(StatefulLogic[Unit, Output, bytes]):
@@ -94,6 +95,7 @@ class BillingLogic(StatefulLogic[Unit, Output, bytes]):
                 if delta.period is not None:
                     closed = delta.period.closed_through
                 out += emissions(delta, str(change.position), change.source_ts, closed)
+        out += value.letters
         applied = self._applied
         for key, offset in value.covers:
             if offset > applied.get(key, -1):

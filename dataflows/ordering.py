@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dataflows.cdc.change import Change, TxMarker
 
@@ -38,14 +39,48 @@ END = "END"
 
 
 @dataclass(frozen=True, slots=True)
+class Letter:
+    """A dead letter (``billing.dlq`` value) at its place in its input partition: it goes
+    through the ordering stage like a change outside a transaction, so the writer records
+    its offset with the unit it is part of and a replay does not dead-letter it again; and
+    it is a later event of its topic (a transaction missing an event that could not be
+    decoded is released once the letter arrived)."""
+
+    record: dict[str, Any]
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    tx: None = None
+
+    @property
+    def collection(self) -> str | None:
+        return self.topic.split(".", 1)[1] if self.topic and "." in self.topic else None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> Letter:
+        offset = record.get("offset")
+        partition = record.get("partition")
+        return cls(
+            record,
+            record.get("topic"),
+            partition if isinstance(partition, int) else None,
+            offset if isinstance(offset, int) else None,
+        )
+
+
+Queued = Change | Letter
+
+
+@dataclass(frozen=True, slots=True)
 class Unit:
     """What the billing step applies at once: one source transaction (its changes in the
-    transaction's own order) or one change outside a transaction."""
+    transaction's own order), one change outside a transaction, or one dead letter."""
 
     source: str
     changes: tuple[Change, ...]
     tx_id: str | None
     covers: tuple[tuple[str, int], ...]  # ("topic:partition", highest offset released)
+    letters: tuple[dict[str, Any], ...] = ()
 
 
 def partition_key(topic: str | None, partition: int | None) -> str:
@@ -69,7 +104,7 @@ class TxOrderer:
     source: str
     collections: frozenset[str]
     transactional: bool = True
-    _queues: dict[str, deque[Change]] = field(default_factory=dict)
+    _queues: dict[str, deque[Queued]] = field(default_factory=dict)
     _collection: dict[str, str] = field(default_factory=dict)  # queue key -> data collection
     _ends: deque[_Open] = field(default_factory=deque)
     _ended: set[str] = field(default_factory=set)  # ids of the ENDs in ``_ends``
@@ -79,7 +114,7 @@ class TxOrderer:
         """Changes held back (for metrics and the stall report)."""
         return sum(len(q) for q in self._queues.values())
 
-    def feed(self, item: Change | TxMarker) -> list[Unit]:
+    def feed(self, item: Change | TxMarker | Letter) -> list[Unit]:
         """Take one record of the source (a change or a transaction marker); the units that
         became releasable, in commit order."""
         if isinstance(item, TxMarker):
@@ -93,7 +128,7 @@ class TxOrderer:
             return self._release()
         key = partition_key(item.topic, item.partition)
         q = self._queues.get(key)
-        loose = not self.transactional or item.tx is None
+        loose = isinstance(item, Letter) or not self.transactional or item.tx is None
         if loose and not q:
             return [_single(self.source, item)]  # fast path: nothing in front of it
         if q is None:
@@ -101,7 +136,7 @@ class TxOrderer:
             self._collection[key] = item.collection or ""
         q.append(item)
         if not loose:
-            assert item.tx is not None
+            assert isinstance(item, Change) and item.tx is not None
             got = self._got.setdefault(item.tx.id, {})
             coll = item.collection or ""
             got[coll] = got.get(coll, 0) + 1
@@ -142,11 +177,11 @@ class TxOrderer:
                 return False
         return True
 
-    def _queues_of(self, collection: str) -> Iterable[deque[Change]]:
+    def _queues_of(self, collection: str) -> Iterable[deque[Queued]]:
         return (q for k, q in self._queues.items() if self._collection[k] == collection)
 
     @staticmethod
-    def _later_in(q: deque[Change], tx_id: str) -> bool:
+    def _later_in(q: deque[Queued], tx_id: str) -> bool:
         """Whether the queue holds an event after the transaction's (whose events, if any,
         are at its front, contiguous): it is enough to look at the last one."""
         if not q:
@@ -174,6 +209,7 @@ class TxOrderer:
         for key, q in self._queues.items():
             while q and q[0].tx is not None and q[0].tx.id == tx_id:
                 c = q.popleft()
+                assert isinstance(c, Change)
                 changes.append(c)
                 covers[key] = max(covers.get(key, -1), c.offset or 0)
         if marker is not None:
@@ -184,6 +220,9 @@ class TxOrderer:
         return Unit(self.source, tuple(changes), tx_id, tuple(sorted(covers.items())))
 
 
-def _single(source: str, change: Change) -> Unit:
-    key = partition_key(change.topic, change.partition)
-    return Unit(source, (change,), None, ((key, change.offset or 0),))
+def _single(source: str, item: Queued) -> Unit:
+    key = partition_key(item.topic, item.partition)
+    covers = ((key, item.offset),) if item.offset is not None else ()
+    if isinstance(item, Letter):
+        return Unit(source, (), None, covers, (item.record,))
+    return Unit(source, (item,), None, covers)

@@ -7,6 +7,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from dataflows.billing.ledger import LedgerEntry
 from dataflows.billing.target import QUEUE_STATES, State
 
@@ -126,3 +128,11 @@ def correction_event(
     """The ``billing.exceptions`` event of a final line reopened by its own row (SPEC 2b):
     ``old`` is the frozen line state, ``new`` what it is now (None: no line state)."""
     return _event("corrected", CHANGED_AFTER_CLOSE, old, new, source_position, occurred_at)
+
+
+def dead_letter_row(letter: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The ``billing_outbox`` row of a dead letter (its bytes as hex, ``received_at``)."""
+    record = {**letter, "received_at": now}
+    payload = {k: (v.hex() if isinstance(v, bytes) else jsonable(v)) for k, v in record.items()}
+    return {"topic": DLQ_TOPIC, "key": None, "payload": orjson.dumps(payload).decode(),
+            "created_at": now}  # fmt: skip

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from dataflows.billing.periods import CLOSE, becomes_final
 from dataflows.billing.target import LineKey, LineTarget, LineUpdate, PeriodEvent, ScheduleUpdate
@@ -67,6 +68,7 @@ class Steps:
 
     emissions: tuple[Emission, ...]
     covers: Covers | None
+    letters: tuple[dict[str, Any], ...] = ()  # dead letters of the units (billing.dlq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class Coalesced:
     covers: Covers
     units: int
     reached: Covers  # the ERP's offsets the replay had to pass (hw of the pending partitions)
+    letters: tuple[dict[str, Any], ...] = ()  # dead letters beyond what the ERP applied
 
 
 Action = Steps | Coalesced
@@ -112,9 +115,19 @@ class Gathering:
     periods: list[tuple[int, PeriodEvent, Covers]] = field(default_factory=list)
     covers: dict[str, int] = field(default_factory=dict)
     units: int = 0
+    letters: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, emissions: Sequence[Emission], covers: Covers) -> None:
-        """One unit: its emissions (each line's last one kept) and its covers."""
+    def add(
+        self, emissions: Sequence[Emission], covers: Covers, letters: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """One unit: its emissions (each line's last one kept), its covers, and its dead
+        letters — kept only beyond the ERP's offsets: the ERP wrote the others with the unit
+        that covered them."""
+        for letter in letters:
+            key = f"{letter.get('topic')}:{letter.get('partition') or 0}"
+            offset = letter.get("offset")
+            if not isinstance(offset, int) or offset > self.pending.get(key, -1):
+                self.letters.append(letter)
         for em in emissions:
             self.seq += 1
             update = em.update
@@ -141,6 +154,7 @@ class Gathering:
             list(self.periods),
             dict(self.covers),
             self.units,
+            list(self.letters),
         )
 
     def reached(self) -> bool:
@@ -162,6 +176,7 @@ class Gathering:
             covers=tuple(sorted(self.covers.items())),
             units=self.units,
             reached=tuple(sorted(self.pending.items())),
+            letters=tuple(self.letters),
         )
 
 
@@ -172,6 +187,7 @@ class GateState:
     tracking: bool
     carry: list[Emission]
     gathering: Gathering | None
+    letters: list[dict[str, Any]] = field(default_factory=list)  # of the unit not complete
 
 
 class ReplayGate:
@@ -191,10 +207,10 @@ class ReplayGate:
         (the emissions are immutable, the containers are copied): Bytewax may serialise it
         after the next items have changed the gate."""
         s = self._s
-        if not s.carry and s.gathering is None:
+        if not s.carry and not s.letters and s.gathering is None:
             return None
         gathering = s.gathering.copy() if s.gathering is not None else None
-        return GateState(s.tracking, list(s.carry), gathering)
+        return GateState(s.tracking, list(s.carry), gathering, list(s.letters))
 
     def resume(self, covers: Covers, committed: Mapping[str, int]) -> list[Action]:
         """The billing step (re)started from a snapshot holding ``covers`` (fresh: ``()``);
@@ -213,31 +229,40 @@ class ReplayGate:
             return self._release()
         return []
 
-    def feed(self, items: Sequence[Emission | Progress]) -> list[Action]:
-        """Items in the billing step's order (no ``resumed`` marker among them)."""
+    def feed(self, items: Sequence[Emission | Progress | dict[str, Any]]) -> list[Action]:
+        """Items in the billing step's order (no ``resumed`` marker among them); a dict is
+        a dead letter of the unit it precedes the ``Progress`` of."""
         out: list[Action] = []
         units: list[Emission] = []  # the complete units to apply normally
+        letters: list[dict[str, Any]] = []
         covers: dict[str, int] = {}
         carry = self._s.carry
+        held = self._s.letters
         for item in items:
             if isinstance(item, Emission):
                 carry.append(item)
                 continue
+            if isinstance(item, dict):
+                held.append(item)
+                continue
             self._s.tracking = True
             gathering = self._s.gathering
             if gathering is not None:
-                gathering.add(carry, item.covers)
+                gathering.add(carry, item.covers, held)
                 if gathering.reached():
                     out += self._release()  # the units after it are normal again
             else:
                 units += carry
+                letters += held
                 _raise(covers, item.covers)
             carry.clear()
-        if units or covers:
-            out.append(Steps(tuple(units), tuple(sorted(covers.items()))))
-        if not self._s.tracking and carry:
-            out.append(Steps(tuple(carry), None))
+            held.clear()
+        if units or covers or letters:
+            out.append(Steps(tuple(units), tuple(sorted(covers.items())), tuple(letters)))
+        if not self._s.tracking and (carry or held):
+            out.append(Steps(tuple(carry), None, tuple(held)))
             carry.clear()
+            held.clear()
         return out
 
     def _release(self) -> list[Action]:

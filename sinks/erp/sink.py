@@ -10,9 +10,11 @@ Kafka topics (``billing.transactions``, ``billing.exceptions``, ``recon.snapshot
 ``billing.dlq``) are fed from the transactional outbox: **at-least-once, nothing lost**
 (:mod:`sinks.kafka.outbox`).
 
-Items: the billing step's emissions, each unit followed by a
-:class:`~sinks.erp.writer.Progress`, and dead letters (dicts) from any worker. A
-:class:`~sinks.erp.replay.ReplayGate` cuts them into units: the complete units of a
+Items: the billing step's emissions and dead letters (dicts: a dead letter is a unit of its
+own, at its place in its partition), each unit followed by a
+:class:`~sinks.erp.writer.Progress`. A :class:`~sinks.erp.replay.ReplayGate` cuts them into
+units; a unit's dead letters are written to the outbox in its transaction, so a replay does
+not send them to ``billing.dlq`` again. The complete units of a
 ``write_batch`` are applied as one batch (a source transaction is never applied in part);
 emissions of a unit whose ``Progress`` has not come yet wait for the next batch.
 
@@ -43,7 +45,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from prometheus_client import Counter, Histogram
@@ -51,12 +52,11 @@ from sqlalchemy import Engine
 
 from dataflows.errors import DeliveryError
 from sinks.erp import recon
-from sinks.erp.records import DLQ_TOPIC, jsonable
 from sinks.erp.replay import Action, Coalesced, GateState, ReplayGate
 from sinks.erp.writer import BatchResult, Emission, ErpWriter, Progress
 from sinks.erp.writer_lock import WriterLock
 from sinks.kafka import quarantine
-from sinks.kafka.outbox import OutboxRelay, enqueue
+from sinks.kafka.outbox import OutboxRelay
 
 PARTITION = "erp"
 log = structlog.get_logger(__name__)
@@ -133,13 +133,8 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
             self._write_batch(values)
 
     def _write_batch(self, values: list[SinkItem]) -> None:
-        dead = [v for v in values if isinstance(v, dict)]
-        if dead:
-            self._dead_letters(dead)
-        run: list[Emission | Progress] = []
+        run: list[SinkItem] = []
         for v in values:
-            if isinstance(v, dict):
-                continue
             if isinstance(v, Progress) and v.resumed:
                 self._act(self._gate.feed(run))
                 run = []
@@ -172,6 +167,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
                     finals=action.finals,
                     periods=action.periods,
                     covers=action.covers,
+                    letters=action.letters,
                 )
                 log.info(
                     "replay_ended",
@@ -184,9 +180,11 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
                     ledger_entries=len(result.entries),  # 0 when the replay repeats the input
                     exception_events=result.exception_events,
                 )
-                self._count(result, ())
+                self._count(result, (), action.letters)
             else:
-                result = self._writer.apply(action.emissions, covers=action.covers)
+                result = self._writer.apply(
+                    action.emissions, covers=action.covers, letters=action.letters
+                )
                 if result.lines_changed or result.entries:
                     log.info(
                         "erp_batch",
@@ -196,9 +194,17 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
                         exception_events=result.exception_events,
                         last_position=action.emissions[-1].source_position,
                     )
-                self._count(result, action.emissions)
+                self._count(result, action.emissions, action.letters)
 
-    def _count(self, result: BatchResult, emissions: tuple[Emission, ...]) -> None:
+    def _count(
+        self,
+        result: BatchResult,
+        emissions: tuple[Emission, ...],
+        letters: tuple[dict[str, Any], ...],
+    ) -> None:
+        for d in letters:
+            DEAD_LETTERS.labels(topic=str(d.get("topic"))).inc()
+        quarantine.count(list(result.quarantined), "enqueue")
         LINES_CHANGED.inc(result.lines_changed)
         for e in result.entries:
             LEDGER_ENTRIES.labels(entry_type=e.entry_type).inc()
@@ -219,27 +225,6 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
             RELAY_FAILURES.inc()
             self._relay_retry_at = time.monotonic() + RELAY_RETRY_S
             log.warning("outbox_not_published", retry_in_s=RELAY_RETRY_S, error=str(exc))
-
-    def _dead_letters(self, dead: list[dict[str, Any]]) -> None:
-        now = self._clock()
-        rows = []
-        for d in dead:
-            DEAD_LETTERS.labels(topic=str(d.get("topic"))).inc()
-            record = {**d, "received_at": now}
-            payload = {
-                k: (v.hex() if isinstance(v, bytes) else jsonable(v)) for k, v in record.items()
-            }
-            rows.append(
-                {
-                    "topic": DLQ_TOPIC,
-                    "key": None,
-                    "payload": orjson.dumps(payload).decode(),
-                    "created_at": now,
-                }
-            )
-        with self._engine.begin() as conn:  # a letter billing.dlq cannot encode: quarantined
-            refused = enqueue(conn, rows, now)
-        quarantine.count(refused, "enqueue")
 
     def _recon(self) -> None:
         with self._engine.begin() as conn:

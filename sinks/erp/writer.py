@@ -58,7 +58,7 @@ idempotent by construction); a batch is never half applied.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,10 +103,12 @@ from sinks.erp.records import (
     EXCEPTIONS_TOPIC,
     TRANSACTIONS_TOPIC,
     correction_event,
+    dead_letter_row,
     exception_event,
     jsonable,
     transaction_record,
 )
+from sinks.kafka.outbox import enqueue
 
 log = structlog.get_logger(__name__)
 
@@ -175,6 +177,9 @@ class BatchResult:
     entries: tuple[LedgerEntry, ...]
     exception_events: int
     schedule_changed: int
+    # the topics of dead letters billing.dlq could not take (quarantined in the transaction):
+    # count them once it committed (:func:`sinks.kafka.quarantine.count`)
+    quarantined: tuple[str, ...] = ()
 
 
 def line_row(
@@ -248,7 +253,13 @@ class ErpWriter:
         upgrade(self._engine)  # an ERP from before closed periods gains its columns
         publish_periods(self._engine)  # the erp connector captures this schema's closes
 
-    def apply(self, batch: Sequence[Emission], *, covers: Covers | None = None) -> BatchResult:
+    def apply(
+        self,
+        batch: Sequence[Emission],
+        *,
+        covers: Covers | None = None,
+        letters: Sequence[dict[str, Any]] = (),
+    ) -> BatchResult:
         """Apply ``batch`` step by step in one transaction (see the module docstring).
 
         ``covers`` (the sink's units, per input partition the highest offset they released):
@@ -257,10 +268,10 @@ class ErpWriter:
         caller that does not track input, e.g. a test): replayed steps are recognised by the
         stored line state instead (:func:`_unapplied`).
         """
-        if not batch and not covers:
+        if not batch and not covers and not letters:
             return BatchResult(0, (), 0, 0)
         return self._in_transaction(
-            lambda conn, retried: self._apply_batch(conn, batch, covers, retried)
+            lambda conn, retried: self._apply_batch(conn, batch, covers, retried, letters)
         )
 
     def apply_coalesced(
@@ -270,6 +281,7 @@ class ErpWriter:
         finals: Mapping[LineKey, str],
         periods: Sequence[tuple[PeriodEvent, Covers]],
         covers: Covers,
+        letters: Sequence[dict[str, Any]] = (),
     ) -> BatchResult:
         """Apply a replayed prefix as ONE batch (built by :mod:`sinks.erp.replay`), in one
         transaction: ``lines`` holds each line's and milestone's LAST emission of the prefix,
@@ -280,7 +292,12 @@ class ErpWriter:
         those beyond what the ERP committed are applied (first: the others are applied
         already, their effect on the emitted lines is in ``finals``)."""
         return self._in_transaction(
-            lambda conn, _retried: self._apply_coalesced(conn, lines, finals, periods, covers)
+            lambda conn, _retried: _with_letters(
+                self._apply_coalesced(conn, lines, finals, periods, covers),
+                conn,
+                letters,
+                self._clock(),
+            )
         )
 
     def committed(self) -> dict[str, int]:
@@ -305,10 +322,16 @@ class ErpWriter:
     # --- the transaction -------------------------------------------------------------------
 
     def _apply_batch(
-        self, conn: Connection, batch: Sequence[Emission], covers: Covers | None, retried: bool
+        self,
+        conn: Connection,
+        batch: Sequence[Emission],
+        covers: Covers | None,
+        retried: bool,
+        letters: Sequence[dict[str, Any]] = (),
     ) -> BatchResult:
         if covers is None:
-            return self._apply(conn, batch, trusted=False)
+            result = self._apply(conn, batch, trusted=False)
+            return _with_letters(result, conn, letters, self._clock())
         committed = self._committed(conn)
         if retried and covers and not _beyond(covers, committed):
             # an earlier attempt committed (its acknowledgement was lost): nothing to do
@@ -316,7 +339,7 @@ class ErpWriter:
             return BatchResult(0, (), 0, 0)
         result = self._apply(conn, batch, trusted=True)
         self._record(conn, covers, committed)
-        return result
+        return _with_letters(result, conn, letters, self._clock())
 
     def _apply_coalesced(
         self,
@@ -642,6 +665,18 @@ def _unapplied(stored: dict[str, Any] | None, chain: list[_Step]) -> list[_Step]
         if _same_state(stored, line_row(step.target, step.position, stored["updated_at"])):
             return chain[n + 1 :]
     return chain
+
+
+def _with_letters(
+    result: BatchResult, conn: Connection, letters: Sequence[dict[str, Any]], now: datetime
+) -> BatchResult:
+    """Dead letters of the batch's units into the outbox (``billing.dlq``), in the batch's
+    transaction: recorded with the input progress that covers them, so a replay does not
+    send them again."""
+    if not letters:
+        return result
+    refused = enqueue(conn, [dead_letter_row(d, now) for d in letters], now)
+    return replace(result, quarantined=tuple(refused))
 
 
 def highest(covers: Covers) -> dict[str, int]:
