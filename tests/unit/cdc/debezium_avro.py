@@ -4,6 +4,9 @@ The schemas mimic what Debezium 3 (schema.name.adjustment.mode=avro) writes thro
 converter: an ``Envelope`` record with optional ``before``/``after`` ``Value`` records (the
 second a by-name reference), a connector-specific ``Source`` record, ``op`` and ``ts_ms``;
 ``connect.name`` / ``connect.parameters`` annotations on decimals, enums and time types.
+With ``transaction=True`` the envelope has the optional ``transaction`` block a connector with
+``provide.transaction.metadata`` fills (:func:`tx_block`); :data:`TX_VALUE` and
+:func:`tx_marker` are the BEGIN/END records of ``<prefix>.transaction``.
 """
 
 from __future__ import annotations
