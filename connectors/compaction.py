@@ -28,8 +28,25 @@ left; ``delete.retention.ms`` later the tombstone goes too and the key is absent
 Debezium's other topics keep their own policies: the heartbeat topic
 (``__debezium-heartbeat.<prefix>``) is deleted by time (a group of its own in the connector's
 ``topic.creation.*`` settings, :data:`HEARTBEAT_GROUP`); the MariaDB schema-history topic is
-created by Debezium itself (delete, infinite retention, one partition); no transaction
-topic is produced (``provide.transaction.metadata`` is off).
+created by Debezium itself (delete, infinite retention, one partition).
+
+The transaction topic ``<prefix>.transaction`` (``provide.transaction.metadata``, BEGIN/END
+of every source transaction, ``dataflows/cdc/transaction.py``) falls in the default group
+and is compacted like a table topic; ``billsync run`` creates it so too (one partition: its
+markers must keep their order) and migrates it, as it is one of the flow's input topics.
+Debezium keys a marker by the transaction id its value carries (``TransactionMonitor``:
+``prepareTxKey``), so what compaction keeps differs per source:
+
+- PostgreSQL writes ``"<xid>:<lsn of the record>"`` (``PostgresTransactionMonitor``): BEGIN
+  and END of one transaction have different keys, no key ever repeats, and compaction keeps
+  every marker.
+- MariaDB writes the GTID on BEGIN and END alike: past ``min.compaction.lag.ms`` (7 days)
+  compaction drops the BEGIN and keeps the END of every transaction.
+
+Either way every marker younger than the compaction lag is there, as are the table records
+it counts. The topic grows by one or two small records per source transaction for good
+(nothing supersedes them), empty ones included: PostgreSQL announces every heartbeat
+transaction (BEGIN + END with 0 events, one pair per ``heartbeat.interval.ms``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from connectors.compaction import creation_problems
+from dataflows.cdc.transaction import SUFFIX
 from dataflows.model import ROW_TYPES
 
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
@@ -200,6 +201,32 @@ def check_tombstones_and_snapshot(config: Mapping[str, str]) -> list[Violation]:
     return out
 
 
+def check_transaction_metadata(config: Mapping[str, str]) -> list[Violation]:
+    """The flow applies each source transaction whole and in commit order (SPEC 4) from
+    Debezium's transaction metadata: BEGIN/END records on ``<topic.prefix>.transaction`` and
+    a ``transaction`` block on every change (``dataflows/cdc/transaction.py``)."""
+    out: list[Violation] = []
+    if config.get("provide.transaction.metadata", "").strip().lower() != "true":
+        out.append(
+            Violation(
+                "provide.transaction.metadata",
+                "without transaction metadata the flow cannot tell where a source transaction "
+                "ends, so it could apply half of one",
+                'set "provide.transaction.metadata": "true"',
+            )
+        )
+    topic = config.get("topic.transaction", SUFFIX)
+    if topic != SUFFIX:
+        out.append(
+            Violation(
+                "topic.transaction",
+                f"{topic!r}: the flow reads the transaction topic <topic.prefix>.{SUFFIX}",
+                'remove "topic.transaction" (Debezium\'s default is "transaction")',
+            )
+        )
+    return out
+
+
 def check_topic_creation(config: Mapping[str, str]) -> list[Violation]:
     """Table topics are created compacted, the heartbeat topic is not (see compaction.py)."""
     return [Violation(field, problem, fix) for field, problem, fix in creation_problems(config)]
@@ -300,6 +327,7 @@ def check(
         *check_time_precision(config),
         *check_heartbeat(config),
         *check_tombstones_and_snapshot(config),
+        *check_transaction_metadata(config),
         *check_topic_creation(config),
         *check_secrets(config),
         *check_tables(config),

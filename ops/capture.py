@@ -15,7 +15,9 @@ from ops.settings import Settings
 
 
 def capture(settings: Settings, out: Path, *, max_records: int | None = None) -> int:
-    """Read every source topic from the beginning to its current end; returns records written."""
+    """Read every input topic of the flow (``Settings.input_topics``: the table topics, the
+    period calendar and the connectors' transaction topics, so a replay can apply source
+    transactions whole) from the beginning to its current end; returns records written."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,

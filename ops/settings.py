@@ -126,9 +126,20 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def transaction_topics(self) -> tuple[str, ...]:
+        """The transaction topic (``<topic.prefix>.transaction``, Debezium's BEGIN/END records)
+        of every connector the flow reads a table topic of: ``psa``, ``crm`` and ``erp``
+        with the defaults. Derived from the table topics' prefixes, in their order."""
+        from dataflows.cdc.transaction import transaction_topic
+
+        prefixes = [t.rsplit(".", 2)[0] for t in (*self.source_topics, self.periods_topic)]
+        return tuple(transaction_topic(p) for p in dict.fromkeys(prefixes))
+
+    @property
     def input_topics(self) -> tuple[str, ...]:
-        """Every topic the flow reads: the eight source tables and the period calendar."""
-        return (*self.source_topics, self.periods_topic)
+        """Every topic the flow reads: the eight source tables, the period calendar and the
+        transaction topics of their connectors."""
+        return (*self.source_topics, self.periods_topic, *self.transaction_topics)
 
     def require(self, name: str) -> str:
         """The secret value of a connection setting, or a clear error if it is not set."""

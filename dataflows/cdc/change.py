@@ -121,7 +121,14 @@ class SourcePosition:
 class TxRef:
     """The source transaction a change belongs to (Debezium's ``transaction`` block, present
     when the connector runs with ``provide.transaction.metadata``): its id and the change's
-    ordinal among all events of that transaction."""
+    ordinal among all events of that transaction.
+
+    ``id`` is the transaction's own id, equal to the ``TxMarker.id`` of its BEGIN and END:
+    the GTID (MariaDB), the xid (PostgreSQL: Debezium writes ``"<xid>:<lsn of the record>"``,
+    different on every record of one transaction; the edge keeps the xid,
+    :func:`dataflows.cdc.transaction.transaction_id`). ``total_order`` starts at 1 and counts
+    every event of the transaction across the connector's captured tables (its signal table
+    too), in the order Debezium emitted them."""
 
     id: str
     total_order: int
@@ -131,7 +138,14 @@ class TxRef:
 class TxMarker:
     """One record of a source's transaction topic (``<prefix>.transaction``): a BEGIN, or an
     END with the number of events the transaction wrote per data collection
-    (``schema.table`` for PostgreSQL, ``database.table`` for MariaDB)."""
+    (``schema.table`` for PostgreSQL, ``database.table`` for MariaDB — ``Change.collection``
+    of its changes).
+
+    ``id`` as in :class:`TxRef`. BEGIN: ``event_count`` None, ``collections`` empty. END:
+    ``event_count`` = the sum of ``collections`` (the edge refuses anything else), in the
+    order Debezium wrote them; it counts every captured table of the connector, so a
+    collection the flow does not read (``public.debezium_signal``) can appear, and a
+    transaction with no captured change (a heartbeat) ends with 0 events."""
 
     source: str
     status: str  # "BEGIN" | "END"

@@ -15,7 +15,9 @@ The dict matches the fields of ``schemas/billing.dlq.avsc``:
 ``received_at`` (its own clock) when it writes the letter to the outbox.
 
 Kinds raised by the edge: BadFraming, UnknownSchemaId, SchemaMismatch, UndecodableRecord,
-MissingPrimaryKey, MissingAfter, UnknownOperation, UnknownTable, UnknownTopic.
+MissingPrimaryKey, MissingAfter, UnknownOperation, UnknownTable, UnknownTopic,
+BadTransactionMarker (a ``<prefix>.transaction`` record that is no BEGIN, or an END whose
+counts do not add up).
 """
 
 from __future__ import annotations

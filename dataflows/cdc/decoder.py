@@ -1,13 +1,16 @@
-"""The typed CDC edge: a Kafka record of a Debezium topic in, a ``Change`` or ``Tombstone`` out.
+"""The typed CDC edge: a Kafka record of a Debezium topic in, a ``Change``, ``Tombstone`` or
+``TxMarker`` out.
 
 This is the only place that reads Debezium envelopes. Everything after it sees typed rows of
 :mod:`dataflows.model`. Any record that cannot be read raises
 :class:`~dataflows.errors.RecordError` with the record's context (topic, partition, offset, key
 and value bytes) and a ``kind`` in ``context.extra`` — see :mod:`dataflows.cdc.deadletter`.
 
-Topics are ``<prefix>.<schema-or-database>.<table>``: the prefix names the source (``psa``,
-``crm`` or another registered connector), the table picks the row type from
-``dataflows.model.ROW_TYPES``.
+Table topics are ``<prefix>.<schema-or-database>.<table>``: the prefix names the source
+(``psa``, ``crm`` or another registered connector), the table picks the row type from
+``dataflows.model.ROW_TYPES``. ``<prefix>.transaction`` is the source's transaction topic: its
+BEGIN/END records become :class:`~dataflows.cdc.change.TxMarker`
+(:mod:`dataflows.cdc.transaction`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,18 @@ from typing import Any, cast
 
 from fastavro import schemaless_reader
 
-from dataflows.cdc.change import Change, Op, Tombstone, TxMarker
+from dataflows.cdc.change import Change, Op, Tombstone, TxMarker, TxRef
 from dataflows.cdc.convert import EPOCH, SchemaMismatch
 from dataflows.cdc.envelope import MissingPrimaryKey, Plan, compile_plan
 from dataflows.cdc.schemas import SchemaNotFound, SchemaSource
+from dataflows.cdc.transaction import (
+    MarkerInvalid,
+    MarkerPlan,
+    build_marker,
+    compile_marker_plan,
+    transaction_id,
+    transaction_prefix,
+)
 from dataflows.cdc.wire import HEADER_SIZE, WireFormatError, schema_id_of
 from dataflows.errors import RecordContext, RecordError
 from dataflows.model import ROW_TYPES, Row
@@ -37,12 +48,17 @@ class DecodeFailure(Exception):
         super().__init__(message)
 
 
-def _split_topic(topic: str) -> tuple[str, str]:
-    """(source prefix, table) of a Debezium table topic."""
+def _split_topic(topic: str) -> tuple[str, str | None]:
+    """(source prefix, table) of a Debezium table topic; (source prefix, None) of a
+    transaction topic ``<prefix>.transaction`` (no contract table is named ``transaction``)."""
+    prefix = transaction_prefix(topic)
+    if prefix is not None:
+        return prefix, None
     parts = topic.split(".")
     if len(parts) < 3 or not all(parts):
         raise DecodeFailure(
-            "UnknownTopic", f"topic {topic!r} is not <prefix>.<schema-or-db>.<table>"
+            "UnknownTopic",
+            f"topic {topic!r} is not <prefix>.<schema-or-db>.<table> or <prefix>.transaction",
         )
     return ".".join(parts[:-2]), parts[-1]
 
@@ -54,19 +70,21 @@ class ChangeDecoder:
         self._schemas = schemas
         self._raw: dict[int, Any] = {}
         self._plans: dict[tuple[int, str], Plan | DecodeFailure] = {}
-        self._topics: dict[str, tuple[str, type[Row]] | DecodeFailure] = {}
+        self._marker_plans: dict[int, MarkerPlan | DecodeFailure] = {}
+        # topic -> (source, row type), or (source, None) for a transaction topic
+        self._topics: dict[str, tuple[str, type[Row] | None] | DecodeFailure] = {}
         # fast path: (topic, 5-byte header) -> (source, row type, plan), successes only
         self._resolved: dict[tuple[str, bytes], tuple[str, type[Row], Plan]] = {}
 
     # --- caches ------------------------------------------------------------------------------
 
-    def _topic(self, topic: str) -> tuple[str, type[Row]]:
+    def _topic(self, topic: str) -> tuple[str, type[Row] | None]:
         known = self._topics.get(topic)
         if known is None:
             try:
                 source, table = _split_topic(topic)
-                row_type = ROW_TYPES.get(table)
-                if row_type is None:
+                row_type = None if table is None else ROW_TYPES.get(table)
+                if table is not None and row_type is None:
                     raise DecodeFailure(
                         "UnknownTable",
                         f"table {table!r} of topic {topic!r} is not a contract table "
@@ -90,7 +108,7 @@ class ChangeDecoder:
             raise plan
         return plan
 
-    def _compile(self, schema_id: int, row_type: type[Row]) -> Plan | DecodeFailure:
+    def _writer_schema(self, schema_id: int) -> Any:
         raw = self._raw.get(schema_id)
         if raw is None:
             try:
@@ -99,12 +117,31 @@ class ChangeDecoder:
                 # not cached: the schema may be registered later (replay after a fix)
                 raise DecodeFailure("UnknownSchemaId", str(exc)) from None
             self._raw[schema_id] = raw
+        return raw
+
+    def _compile(self, schema_id: int, row_type: type[Row]) -> Plan | DecodeFailure:
+        raw = self._writer_schema(schema_id)
         try:
             return compile_plan(schema_id, raw, row_type)
         except SchemaMismatch as exc:
             return DecodeFailure("SchemaMismatch", f"schema {schema_id}: {exc}")
         except Exception as exc:  # fastavro's parse errors have no common base
             return DecodeFailure("SchemaMismatch", f"schema {schema_id} is unusable: {exc!r}")
+
+    def _marker_plan(self, schema_id: int) -> MarkerPlan:
+        plan = self._marker_plans.get(schema_id)
+        if plan is None:
+            raw = self._writer_schema(schema_id)
+            try:
+                plan = compile_marker_plan(schema_id, raw)
+            except SchemaMismatch as exc:
+                plan = DecodeFailure("SchemaMismatch", str(exc))
+            except Exception as exc:  # fastavro's parse errors have no common base
+                plan = DecodeFailure("SchemaMismatch", f"schema {schema_id} is unusable: {exc!r}")
+            self._marker_plans[schema_id] = plan
+        if isinstance(plan, DecodeFailure):
+            raise plan
+        return plan
 
     # --- decoding ----------------------------------------------------------------------------
 
@@ -116,7 +153,8 @@ class ChangeDecoder:
         key: bytes | None,
         value: bytes | None,
     ) -> Change | Tombstone | TxMarker:
-        """The typed change of one Kafka record; :class:`RecordError` when it cannot be read."""
+        """The typed change (or transaction marker) of one Kafka record; :class:`RecordError`
+        when it cannot be read."""
         if value is None:
             return Tombstone(topic=topic, partition=partition, offset=offset, key=key)
         try:
@@ -125,6 +163,10 @@ class ChangeDecoder:
             raise self._error(
                 failure.kind, str(failure), topic, partition, offset, key, value
             ) from None
+        except MarkerInvalid as exc:
+            raise self._error(
+                "BadTransactionMarker", str(exc), topic, partition, offset, key, value
+            ) from exc
         except MissingPrimaryKey as exc:
             raise self._error(
                 "MissingPrimaryKey", str(exc), topic, partition, offset, key, value
@@ -145,25 +187,35 @@ class ChangeDecoder:
                 value,
             ) from exc
 
-    def _resolve(self, topic: str, value: bytes) -> tuple[str, type[Row], Plan]:
-        source, row_type = self._topic(topic)
-        plan = self._plan(schema_id_of(value), row_type)  # checks the magic byte
-        resolved = (source, row_type, plan)
-        self._resolved[(topic, value[:HEADER_SIZE])] = resolved
-        return resolved
-
-    def _decode(self, topic: str, partition: int, offset: int, value: bytes) -> Change:
+    def _decode(self, topic: str, partition: int, offset: int, value: bytes) -> Change | TxMarker:
         resolved = self._resolved.get((topic, value[:HEADER_SIZE]))
-        source, row_type, plan = resolved or self._resolve(topic, value)
-        stream = BytesIO(value)
-        stream.seek(HEADER_SIZE)
-        envelope = cast(dict[str, Any], schemaless_reader(stream, plan.parsed, None))
-        if stream.tell() != len(value):
-            raise DecodeFailure(
-                "SchemaMismatch",
-                f"{len(value) - stream.tell()} bytes left after the record of schema "
-                f"{plan.schema_id}: the bytes were not written with this schema",
-            )
+        if resolved is None:
+            source, row_type = self._topic(topic)
+            if row_type is None:
+                return self._decode_marker(source, topic, partition, offset, value)
+            plan = self._plan(schema_id_of(value), row_type)  # checks the magic byte
+            resolved = (source, row_type, plan)
+            self._resolved[(topic, value[:HEADER_SIZE])] = resolved
+        return self._decode_change(*resolved, topic, partition, offset, value)
+
+    def _decode_marker(
+        self, source: str, topic: str, partition: int, offset: int, value: bytes
+    ) -> TxMarker:
+        plan = self._marker_plan(schema_id_of(value))  # checks the magic byte
+        record = _read(value, plan.parsed, plan.schema_id)
+        return build_marker(source, topic, partition, offset, record)
+
+    def _decode_change(
+        self,
+        source: str,
+        row_type: type[Row],
+        plan: Plan,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes,
+    ) -> Change:
+        envelope = _read(value, plan.parsed, plan.schema_id)
         op = OPS.get(envelope["op"])
         if op is None:
             raise DecodeFailure("UnknownOperation", f"op {envelope['op']!r} is not c/u/d/r")
@@ -183,6 +235,13 @@ class ChangeDecoder:
         src = envelope["source"]
         position = plan.position(source, src)
         ts = src.get("ts_ms")
+        # absent from the writer schema or null (a snapshot read, no tx metadata): None
+        block = envelope.get("transaction")
+        tx = (
+            None
+            if block is None
+            else TxRef(id=transaction_id(block["id"]), total_order=int(block["total_order"]))
+        )
         return Change(
             table=row_type.TABLE,
             op=op,
@@ -194,6 +253,7 @@ class ChangeDecoder:
             topic=topic,
             partition=partition,
             offset=offset,
+            tx=tx,
         )
 
     @staticmethod
@@ -215,6 +275,20 @@ class ChangeDecoder:
             extra={"kind": kind},
         )
         return RecordError(f"{kind}: {message}", context)
+
+
+def _read(value: bytes, parsed: Any, schema_id: int) -> dict[str, Any]:
+    """The Avro record after the 5-byte header; every byte must belong to it."""
+    stream = BytesIO(value)
+    stream.seek(HEADER_SIZE)
+    record = cast(dict[str, Any], schemaless_reader(stream, parsed, None))
+    if stream.tell() != len(value):
+        raise DecodeFailure(
+            "SchemaMismatch",
+            f"{len(value) - stream.tell()} bytes left after the record of schema "
+            f"{schema_id}: the bytes were not written with this schema",
+        )
+    return record
 
 
 def _from_ms(ms: int) -> datetime:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastavro import parse_schema
 
 from dataflows.cdc.change import SourcePosition
@@ -169,9 +170,38 @@ def _row_plan(row_type: type[Row], record: dict[str, Any]) -> RowPlan:
     )
 
 
+def last_commit_lsn(sequence: str | None) -> int | None:
+    """The first entry of a PostgreSQL ``source.sequence``, a JSON array of two strings
+    ``["<last commit LSN>", "<LSN>"]`` (either may be null).
+
+    Debezium's ``SourceInfo.sequence()`` writes ``lastCommitLsn`` and ``lsn``; the streaming
+    source sets ``lastCommitLsn`` at every COMMIT it reads (``commitMessage`` ->
+    ``updateCommitPosition``), so every change of a transaction carries the commit LSN of the
+    transaction decoded before it. pgoutput decodes transactions in commit order, so
+    (last commit LSN, LSN) orders changes by commit (``SourcePosition.commit_order``).
+    Snapshot reads carry ``[null, "<LSN>"]``. Anything else is an undecodable record
+    (``ValueError``).
+    """
+    if sequence is None:
+        return None
+    entries = orjson.loads(sequence)
+    if not isinstance(entries, list) or len(entries) != 2:
+        raise ValueError(f"source.sequence {sequence!r} is not [last commit LSN, LSN]")
+    first = entries[0]
+    if first is None:
+        return None
+    if not isinstance(first, str):  # Debezium writes LSNs as decimal strings
+        raise ValueError(f"source.sequence {sequence!r}: last commit LSN is not a string")
+    return int(first)
+
+
 def _pg_position(source: str, s: dict[str, Any]) -> SourcePosition:
     return SourcePosition(
-        source=source, lsn=s.get("lsn"), tx_id=s.get("txId"), ts_ms=s.get("ts_ms")
+        source=source,
+        lsn=s.get("lsn"),
+        commit_lsn=last_commit_lsn(s.get("sequence")),
+        tx_id=s.get("txId"),
+        ts_ms=s.get("ts_ms"),
     )
 
 

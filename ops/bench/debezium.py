@@ -6,12 +6,18 @@ connector's ``Source`` block, ``op`` and ``ts_ms``; ``connect.name`` annotations
 enums and time types; values framed as magic byte + 4-byte schema id + Avro binary. The
 benchmarks encode synthetic rows with it so the edge decodes the same bytes it reads in
 production.
+
+With ``Encoder(transactions=True)`` it also writes what ``provide.transaction.metadata``
+adds: the envelope's ``transaction`` block, PostgreSQL's ``source.sequence`` and the
+BEGIN/END records of ``<source>.transaction``, with the ids Debezium 3.6 writes
+(PostgreSQL ``"<xid>:<lsn of the record>"``, MariaDB the GTID; ``dataflows/cdc/transaction.py``).
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -162,8 +168,33 @@ def topic_of(table: str) -> str:
     return f"crm.crm.{table}" if source == "crm" else f"{source}.public.{table}"
 
 
-def envelope_schema(table: str) -> dict[str, Any]:
-    """The value schema Debezium registers for the table's topic."""
+TX_BLOCK: dict[str, Any] = {
+    "type": "record", "name": "block", "namespace": "event",
+    "fields": [{"name": "id", "type": S}, {"name": "total_order", "type": "long"},
+               {"name": "data_collection_order", "type": "long"}],
+    "connect.version": 1, "connect.name": "event.block",
+}  # fmt: skip
+
+TX_VALUE: dict[str, Any] = {
+    "type": "record", "name": "TransactionMetadataValue",
+    "namespace": "io.debezium.connector.common",
+    "fields": [
+        {"name": "status", "type": S}, {"name": "id", "type": S},
+        {"name": "event_count", **_opt("long")},
+        {"name": "data_collections", **_opt({"type": "array", "items": ["null", {
+            "type": "record", "name": "collection", "namespace": "event",
+            "fields": [{"name": "data_collection", "type": S},
+                       {"name": "event_count", "type": "long"}],
+            "connect.version": 1, "connect.name": "event.collection"}]})},
+        {"name": "ts_ms", "type": "long"},
+    ],
+    "connect.version": 1, "connect.name": "io.debezium.connector.common.TransactionMetadataValue",
+}  # fmt: skip
+
+
+def envelope_schema(table: str, *, transaction: bool = False) -> dict[str, Any]:
+    """The value schema Debezium registers for the table's topic; ``transaction``: with the
+    optional block a connector with transaction metadata fills."""
     topic = topic_of(table)
     value_fields = [
         {"name": n, **_opt(t)} if nullable else {"name": n, "type": t}
@@ -187,6 +218,7 @@ def envelope_schema(table: str) -> dict[str, Any]:
             {"name": "ts_ms", **_opt("long")},
             {"name": "ts_us", **_opt("long")},
             {"name": "ts_ns", **_opt("long")},
+            *([{"name": "transaction", **_opt(TX_BLOCK)}] if transaction else []),
         ],
         "connect.version": 2,
         "connect.name": f"{topic}.Envelope",
@@ -213,23 +245,46 @@ class Framed:
     value: bytes
 
 
+@dataclass(slots=True)
+class _OpenTx:
+    """A source transaction between its BEGIN and END."""
+
+    xid: int  # PostgreSQL xid; MariaDB: the GTID sequence number
+    events: int = 0
+    per_collection: dict[str, int] = field(default_factory=dict)
+
+
 class Encoder:
-    """Frames typed row changes as Debezium Avro values; schema ids 1..9, one per table.
+    """Frames typed row changes as Debezium Avro values; schema ids 1..9, one per table (and
+    10, the transaction-topic value, with ``transactions``).
 
     Positions grow per source (PostgreSQL LSN/txId of ``psa`` and of ``erp``, MariaDB binlog
-    pos of ``crm``), like a real log.
+    pos of ``crm``), like a real log. Without ``transactions`` (the default) the bytes are
+    those of a connector without transaction metadata: no ``transaction`` field, no
+    ``sequence``. With it, :meth:`begin` / :meth:`end` (or :meth:`transaction`) frame a
+    source's BEGIN and END, and every change between them carries its ``transaction`` block;
+    a change outside a transaction carries none (like a snapshot read).
     """
 
     FIRST_ID = 1
+    TX_SCHEMA_ID = FIRST_ID + len(COLUMNS)
 
-    def __init__(self, ts_ms: int = 1_717_000_000_000) -> None:
+    def __init__(self, ts_ms: int = 1_717_000_000_000, *, transactions: bool = False) -> None:
         self.schemas = DictSchemaSource()
+        self.transactions = transactions
         self._plans: dict[str, tuple[int, Any, list[tuple[str, Any, bool]]]] = {}
         for i, table in enumerate(COLUMNS, start=self.FIRST_ID):
-            schema = envelope_schema(table)
+            schema = envelope_schema(table, transaction=transactions)
             self.schemas.add(i, schema)
             self._plans[table] = (i, parse_schema(schema, named_schemas={}), COLUMNS[table])
+        self._tx_parsed: Any = None
+        if transactions:
+            self.schemas.add(self.TX_SCHEMA_ID, TX_VALUE)
+            self._tx_parsed = parse_schema(TX_VALUE, named_schemas={})
         self._lsn = {"psa": 10_000, "erp": 10_000}
+        self._last_commit = dict(self._lsn)  # PostgreSQL: LSN of the last COMMIT
+        self._xid = {"psa": 0, "erp": 0, "crm": 0}
+        self._open: dict[str, _OpenTx] = {}
         self._pos = 4
         self.ts_ms = ts_ms
 
@@ -243,15 +298,72 @@ class Encoder:
         base = {"version": "3.6.1.Final", "ts_ms": self.ts_ms, "snapshot": "false",
                 "sequence": None, "ts_us": None, "ts_ns": None, "table": table}  # fmt: skip
         source = source_of(table)
+        tx = self._open.get(source)
         if source != "crm":
             lsn = self._lsn[source] = self._lsn[source] + 120
+            if self.transactions:
+                base["sequence"] = f'["{self._last_commit[source]}","{lsn}"]'
             return {**base, "connector": "postgresql", "name": source, "db": source,
-                    "schema": "public", "txId": lsn // 120, "lsn": lsn,
+                    "schema": "public", "txId": tx.xid if tx else lsn // 120, "lsn": lsn,
                     "xmin": None}  # fmt: skip
         self._pos += 300
+        gtid = f"0-1-{tx.xid if tx else self._pos // 300}"
         return {**base, "connector": "mariadb", "name": "crm", "db": "crm", "server_id": 1,
-                "gtid": f"0-1-{self._pos // 300}", "file": "mariadb-bin.000001",
+                "gtid": gtid, "file": "mariadb-bin.000001",
                 "pos": self._pos, "row": 0, "thread": 7, "query": None}  # fmt: skip
+
+    def _tx_id(self, source: str, tx: _OpenTx, lsn: int) -> str:
+        """The id Debezium writes on a record of ``tx`` (PostgreSQL: with the record's LSN)."""
+        return f"0-1-{tx.xid}" if source == "crm" else f"{tx.xid}:{lsn}"
+
+    def _block(self, table: str, source: dict[str, Any]) -> dict[str, Any] | None:
+        name = source_of(table)
+        tx = self._open.get(name)
+        if tx is None:
+            return None
+        collection = topic_of(table).split(".", 1)[1]
+        tx.events += 1
+        order = tx.per_collection[collection] = tx.per_collection.get(collection, 0) + 1
+        return {"id": self._tx_id(name, tx, source.get("lsn") or 0),
+                "total_order": tx.events, "data_collection_order": order}  # fmt: skip
+
+    def _marker(self, source: str, record: dict[str, Any]) -> Framed:
+        buf = io.BytesIO()
+        schemaless_writer(buf, self._tx_parsed, record)
+        return Framed(f"{source}.transaction", str(record["id"]).encode(),
+                      frame(self.TX_SCHEMA_ID, buf.getvalue()))  # fmt: skip
+
+    def begin(self, source: str) -> Framed:
+        """Open a transaction of ``source`` (psa, crm or erp): its BEGIN record."""
+        if not self.transactions:
+            raise ValueError("Encoder(transactions=True) writes transaction metadata")
+        if source in self._open:
+            raise ValueError(f"a transaction of {source} is already open")
+        xid = self._xid[source] = self._xid[source] + 1
+        tx = self._open[source] = _OpenTx(xid)
+        lsn = self._last_commit.get(source, 0)  # PostgreSQL's BEGIN: the last commit's LSN
+        return self._marker(source, {"status": "BEGIN", "id": self._tx_id(source, tx, lsn),
+                                     "event_count": None, "data_collections": None,
+                                     "ts_ms": self.ts_ms})  # fmt: skip
+
+    def end(self, source: str) -> Framed:
+        """Commit the open transaction of ``source``: its END record with the counts."""
+        tx = self._open.pop(source)
+        lsn = 0
+        if source != "crm":
+            lsn = self._lsn[source] = self._lsn[source] + 40  # the COMMIT record
+            self._last_commit[source] = lsn
+        collections = [{"data_collection": c, "event_count": n}
+                       for c, n in tx.per_collection.items()]  # fmt: skip
+        return self._marker(source, {"status": "END", "id": self._tx_id(source, tx, lsn),
+                                     "event_count": tx.events, "data_collections": collections,
+                                     "ts_ms": self.ts_ms})  # fmt: skip
+
+    def transaction(
+        self, source: str, changes: Iterable[tuple[str, Row | None, Row | None]]
+    ) -> list[Framed]:
+        """BEGIN, the framed ``(op, before, after)`` changes, END: one source transaction."""
+        return [self.begin(source), *(self.change(*c) for c in changes), self.end(source)]
 
     def change(self, op: str, before: Row | None, after: Row | None) -> Framed:
         """A framed Debezium record: ``op`` is c, u, d or r."""
@@ -260,14 +372,16 @@ class Encoder:
             raise ValueError("a change needs a before or an after image")
         table = row.TABLE
         schema_id, parsed, _ = self._plans[table]
+        source = self._source(table)
         record = {
             "before": self._row(table, before),
             "after": self._row(table, after),
-            "source": self._source(table),
+            "source": source,
             "op": op,
             "ts_ms": self.ts_ms + 5,
             "ts_us": None,
             "ts_ns": None,
+            "transaction": self._block(table, source) if self.transactions else None,
         }
         buf = io.BytesIO()
         schemaless_writer(buf, parsed, record)

@@ -71,3 +71,24 @@ def test_the_environment_is_checked_the_same_way(monkeypatch: pytest.MonkeyPatch
         Settings()
     monkeypatch.setenv("BILLSYNC_ERP_RETRY_S", "60")
     assert Settings().erp_retry_s == 60
+
+
+@pytest.mark.parametrize(
+    ("overrides", "transaction_topics"),
+    [
+        ({}, ("psa.transaction", "crm.transaction", "erp.transaction")),
+        (
+            {"source_topics": ("psa_eu.public.timesheets", "crm.crm.contracts"),
+             "periods_topic": "erp2.public.accounting_periods"},
+            ("psa_eu.transaction", "crm.transaction", "erp2.transaction"),
+        ),
+    ],
+)  # fmt: skip
+def test_the_flow_reads_the_transaction_topics_of_its_sources(
+    overrides: dict[str, object], transaction_topics: tuple[str, ...]
+) -> None:
+    """SPEC 4 (transactions applied whole): the BEGIN/END records of every connector the flow
+    reads a table of are input too (`billsync run` subscribes, `billsync capture` records)."""
+    s = Settings(**overrides)  # type: ignore[arg-type]  # test-only overrides
+    assert s.transaction_topics == transaction_topics
+    assert s.input_topics == (*s.source_topics, s.periods_topic, *transaction_topics)

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text
 
 from connectors.connect_client import ConnectClient
 from connectors.registration import register, wait_running
-from dataflows.cdc.change import Change, Op, Tombstone
+from dataflows.cdc.change import Change, Op, Tombstone, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
 from dataflows.cdc.wire import schema_id_of
@@ -38,7 +38,7 @@ from tests.integration.connector_copies import cleanup, write_copy
 CONSUME_TIMEOUT_S = 60.0
 REGISTER_TIMEOUT_S = 120.0
 
-Event = Change | Tombstone
+Event = Change | Tombstone | TxMarker
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,12 @@ class Throwaway:
     directory: Path
     kafka_admin: Any
     pg_superuser: Callable[[str], Any] | None
-    # raw (key, value) bytes of every record consumed, by (partition, offset)
+    # raw (key, value) bytes of every record consumed of ``topic``, by (partition, offset)
     raw: dict[tuple[int, int], tuple[bytes | None, bytes | None]] = field(default_factory=dict)
+    # ... and of every topic consumed, by (topic, partition, offset)
+    raw_all: dict[tuple[str, int, int], tuple[bytes | None, bytes | None]] = field(
+        default_factory=dict
+    )
     _sequence: int = 0
 
     # --- rows --------------------------------------------------------------------------------
@@ -160,10 +164,17 @@ class Throwaway:
     def topic(self) -> str:
         return self.source.topic(self.name)
 
-    def register(self, changes: dict[str, str | None] | None = None) -> None:
-        """Register the throwaway copy (validates, waits until its task runs)."""
+    def register(
+        self, changes: dict[str, str | None] | None = None, *, tables: list[str] | None = None
+    ) -> None:
+        """Register the throwaway copy (validates, waits until its task runs); ``tables``
+        widens it from the scenario's table to those tables of the source."""
         write_copy(
-            self.directory, self.source.id, self.name, tables=[self.source.table], changes=changes
+            self.directory,
+            self.source.id,
+            self.name,
+            tables=tables or [self.source.table],
+            changes=changes,
         )
         register(
             self.name,
@@ -191,9 +202,14 @@ class Throwaway:
     # --- events ------------------------------------------------------------------------------
 
     def consume_until(
-        self, done: Callable[[list[Event]], bool], *, timeout_s: float = CONSUME_TIMEOUT_S
+        self,
+        done: Callable[[list[Event]], bool],
+        *,
+        timeout_s: float = CONSUME_TIMEOUT_S,
+        topics: list[str] | None = None,
     ) -> list[Event]:
-        """Every event of the topic from the beginning, decoded, until ``done(events)``."""
+        """Every event of the topic (or of ``topics``) from the beginning, decoded, until
+        ``done(events)``."""
         consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap,
@@ -203,8 +219,9 @@ class Throwaway:
                 "topic.metadata.refresh.interval.ms": 1000,
             }
         )
-        consumer.subscribe([self.topic])
+        consumer.subscribe(topics or [self.topic])
         seen: list[Event] = []
+        read: set[tuple[str, int, int]] = set()
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline and not done(seen):
@@ -213,11 +230,19 @@ class Throwaway:
                     continue
                 topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
                 assert topic is not None and partition is not None and offset is not None
-                self.raw[(partition, offset)] = (msg.key(), msg.value())
+                if (topic, partition, offset) in read:
+                    # a topic created after the subscription rebalances the consumer, which
+                    # (nothing committed) reads the other topics again from the beginning
+                    continue
+                read.add((topic, partition, offset))
+                if topic == self.topic:
+                    self.raw[(partition, offset)] = (msg.key(), msg.value())
+                self.raw_all[(topic, partition, offset)] = (msg.key(), msg.value())
                 seen.append(self.decoder.decode(topic, partition, offset, msg.key(), msg.value()))
         finally:
             consumer.close()
-        assert done(seen), f"{self.topic}: condition not met by {len(seen)} events in {timeout_s}s"
+        where = ", ".join(topics or [self.topic])
+        assert done(seen), f"{where}: condition not met by {len(seen)} events in {timeout_s}s"
         return seen
 
     def schema_id(self, event: Change) -> int:

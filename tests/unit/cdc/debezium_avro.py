@@ -4,6 +4,9 @@ The schemas mimic what Debezium 3 (schema.name.adjustment.mode=avro) writes thro
 converter: an ``Envelope`` record with optional ``before``/``after`` ``Value`` records (the
 second a by-name reference), a connector-specific ``Source`` record, ``op`` and ``ts_ms``;
 ``connect.name`` / ``connect.parameters`` annotations on decimals, enums and time types.
+With ``transaction=True`` the envelope has the optional ``transaction`` block a connector with
+``provide.transaction.metadata`` fills (:func:`tx_block`); :data:`TX_VALUE` and
+:func:`tx_marker` are the BEGIN/END records of ``<prefix>.transaction``.
 """
 
 from __future__ import annotations
@@ -240,8 +243,88 @@ def is_pg(table: str) -> bool:
     return table in PG_TABLES or table in ERP_TABLES
 
 
-def envelope_schema(topic: str, columns: list[Column], *, pg: bool) -> dict[str, Any]:
-    """The value schema Debezium registers for ``topic`` (``<prefix>.<schema-or-db>.<table>``)."""
+# the ``transaction`` field of an envelope (Debezium's ``event.block``)
+TX_BLOCK = {
+    "type": "record",
+    "name": "block",
+    "namespace": "event",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "total_order", "type": "long"},
+        {"name": "data_collection_order", "type": "long"},
+    ],
+    "connect.version": 1,
+    "connect.name": "event.block",
+}
+
+# the value schema of ``<prefix>.transaction`` as the local stack's registry holds it
+TX_VALUE = {
+    "type": "record",
+    "name": "TransactionMetadataValue",
+    "namespace": "io.debezium.connector.common",
+    "fields": [
+        {"name": "status", "type": "string"},
+        {"name": "id", "type": "string"},
+        {"name": "event_count", **_opt("long")},
+        {
+            "name": "data_collections",
+            **_opt(
+                {
+                    "type": "array",
+                    "items": [
+                        "null",
+                        {
+                            "type": "record",
+                            "name": "collection",
+                            "namespace": "event",
+                            "fields": [
+                                {"name": "data_collection", "type": "string"},
+                                {"name": "event_count", "type": "long"},
+                            ],
+                            "connect.version": 1,
+                            "connect.name": "event.collection",
+                        },
+                    ],
+                }
+            ),
+        },
+        {"name": "ts_ms", "type": "long"},
+    ],
+    "connect.version": 1,
+    "connect.name": "io.debezium.connector.common.TransactionMetadataValue",
+}
+
+
+def tx_marker(
+    status: str,
+    tx_id: str,
+    collections: dict[str, int] | None = None,
+    *,
+    event_count: int | None = None,
+) -> dict[str, Any]:
+    """A transaction-topic value: BEGIN (no counts) or END (``collections`` and their sum,
+    unless ``event_count`` says otherwise)."""
+    if status == "BEGIN" and collections is None:
+        return {"status": status, "id": tx_id, "event_count": event_count,
+                "data_collections": None, "ts_ms": 1_717_000_000_789}  # fmt: skip
+    items = [{"data_collection": c, "event_count": n} for c, n in (collections or {}).items()]
+    total = sum(n for n in (collections or {}).values()) if event_count is None else event_count
+    return {"status": status, "id": tx_id, "event_count": total, "data_collections": items,
+            "ts_ms": 1_717_000_000_789}  # fmt: skip
+
+
+def tx_block(tx_id: str, total_order: int, data_collection_order: int = 1) -> dict[str, Any]:
+    """An envelope's ``transaction`` value."""
+    return {"id": tx_id, "total_order": total_order, "data_collection_order": data_collection_order}
+
+
+def envelope_schema(
+    topic: str, columns: list[Column], *, pg: bool, transaction: bool = False
+) -> dict[str, Any]:
+    """The value schema Debezium registers for ``topic`` (``<prefix>.<schema-or-db>.<table>``);
+    with ``transaction``, the optional ``transaction`` block Debezium 3 adds to every
+    envelope."""
+    extra = [{"name": "transaction", **_opt(TX_BLOCK)}] if transaction else []
     return {
         "type": "record",
         "name": "Envelope",
@@ -266,6 +349,7 @@ def envelope_schema(topic: str, columns: list[Column], *, pg: bool) -> dict[str,
             {"name": "ts_ms", **_opt("long")},
             {"name": "ts_us", **_opt("long")},
             {"name": "ts_ns", **_opt("long")},
+            *extra,
         ],
         "connect.version": 2,
         "connect.name": f"{topic}.Envelope",
@@ -331,8 +415,10 @@ def envelope(
     after: dict[str, Any] | None,
     *,
     pg: bool,
+    transaction: dict[str, Any] | None = None,
     **source: Any,
 ) -> dict[str, Any]:
+    """An envelope value; ``transaction`` is written only by a schema that has the field."""
     return {
         "before": before,
         "after": after,
@@ -341,6 +427,7 @@ def envelope(
         "ts_ms": 1_717_000_001_000,
         "ts_us": None,
         "ts_ns": None,
+        "transaction": transaction,
     }
 
 

@@ -66,7 +66,11 @@ def test_every_table_and_operation_becomes_a_typed_change(table: str, op: str) -
     assert (change.topic, change.partition, change.offset) == (topic, 0, 5)
     if pg:
         assert change.position == SourcePosition(
-            source=topic.split(".")[0], lsn=123_456_789, tx_id=777, ts_ms=1_717_000_000_123
+            source=topic.split(".")[0],
+            lsn=123_456_789,
+            commit_lsn=100,  # source.sequence ["100","200"]: the last commit LSN
+            tx_id=777,
+            ts_ms=1_717_000_000_123,
         )  # the source is the topic prefix: psa, or erp for the period calendar
     else:
         assert change.position == SourcePosition(

@@ -13,6 +13,7 @@ from ops.settings import Settings
 SETTINGS = Settings(
     psa_db_url=SecretStr("postgresql://u:p@127.0.0.1:5433/psa"),
     crm_db_url=SecretStr("mysql://u:p@127.0.0.1:3307/crm"),
+    erp_db_url=SecretStr("postgresql://u:p@127.0.0.1:5433/erp"),
 )
 
 
@@ -141,6 +142,34 @@ def test_unsupported_class_and_plugin() -> None:
 def test_tombstones_must_stay_on() -> None:
     (v,) = rules.check("psa", _good("psa") | {"tombstones.on.delete": "false"})
     assert v.field == "tombstones.on.delete"
+
+
+@pytest.mark.parametrize("name", ["psa", "crm", "erp"])
+def test_shipped_templates_provide_transaction_metadata(name: str) -> None:
+    assert _good(name)["provide.transaction.metadata"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "field"),
+    [
+        ("psa", {"provide.transaction.metadata": "false"}, "provide.transaction.metadata"),
+        ("crm", {"provide.transaction.metadata": ""}, "provide.transaction.metadata"),
+        ("psa", {"topic.transaction": "tx"}, "topic.transaction"),
+    ],
+)
+def test_transaction_metadata_is_required_on_its_default_topic(
+    name: str, change: dict[str, str], field: str
+) -> None:
+    (v,) = rules.check(name, _good(name) | change)
+    assert v.field == field and v.fix
+
+
+def test_transaction_metadata_missing_is_refused() -> None:
+    config = _good("crm")
+    del config["provide.transaction.metadata"]
+    (v,) = rules.check("crm", config)
+    assert v.field == "provide.transaction.metadata"
+    assert "half of one" in v.problem and '"true"' in v.fix
 
 
 def test_slot_and_server_id_must_be_unique_across_templates() -> None:
