@@ -182,9 +182,14 @@ def build_flow(
                 error=letter["error"],
             )
             return letter
-        EVENTS_IN.labels(
-            topic=topic, outcome="tombstone" if isinstance(out, Tombstone) else "change"
-        ).inc()
+        outcome = (
+            "tombstone"
+            if isinstance(out, Tombstone)
+            else "marker"
+            if isinstance(out, TxMarker)
+            else "change"
+        )
+        EVENTS_IN.labels(topic=topic, outcome=outcome).inc()
         return out
 
     flow = Dataflow(flow_id)

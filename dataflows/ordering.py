@@ -36,6 +36,7 @@ from typing import Any
 from dataflows.cdc.change import Change, TxMarker
 
 END = "END"
+RECENT = 1000  # released transaction ids remembered, to drop an END delivered again
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ class TxOrderer:
     _ends: deque[_Open] = field(default_factory=deque)
     _ended: set[str] = field(default_factory=set)  # ids of the ENDs in ``_ends``
     _got: dict[str, dict[str, int]] = field(default_factory=dict)  # tx id -> collection -> n
+    # ids of the latest released transactions: an END delivered again (a Connect restart, a
+    # marker replayed from billing.dlq) is dropped instead of waiting for its events
+    _released: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     def waiting(self) -> int:
         """Changes held back (for metrics and the stall report)."""
@@ -123,6 +127,8 @@ class TxOrderer:
             need = {c: n for c, n in item.collections if c in self.collections and n > 0}
             if not need:
                 return []  # a transaction of tables the flow does not read
+            if item.id in self._ended or item.id in self._released:
+                return []  # delivered again
             self._ends.append(_Open(item, need))
             self._ended.add(item.id)
             return self._release()
@@ -216,6 +222,7 @@ class TxOrderer:
             key = partition_key(marker.topic, marker.partition)
             covers[key] = max(covers.get(key, -1), marker.offset)
         self._got.pop(tx_id, None)
+        self._released.append(tx_id)
         changes.sort(key=lambda c: c.tx.total_order if c.tx is not None else 0)
         return Unit(self.source, tuple(changes), tx_id, tuple(sorted(covers.items())))
 

@@ -197,3 +197,14 @@ def test_without_the_transaction_topic_every_change_is_its_own_unit() -> None:
     items = [c for t, cs in sorted(topics.items()) if t != TX_TOPIC for c in cs]
     units = feed(items, transactional=False)
     assert [u.changes for u in units] == [(c,) for c in items]
+
+
+def test_an_end_delivered_again_is_dropped_instead_of_blocking_the_next() -> None:
+    topics = history([[0], [1]])
+    first, second = topics[f"psa.{COLLECTIONS[0]}"][0], topics[f"psa.{COLLECTIONS[1]}"][0]
+    _, end1, _, end2 = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert [u.changes for u in orderer.feed(first) + orderer.feed(end1)] == [(first,)]
+    assert orderer.feed(end1) == []  # again (a Connect restart, a dlq replay)
+    assert orderer.feed(end2) == []
+    assert [u.changes for u in orderer.feed(second)] == [(second,)]
