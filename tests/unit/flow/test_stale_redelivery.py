@@ -2,7 +2,7 @@
 
 The engine-level property (``tests/unit/billing/test_stale_properties.py``) shows a stale
 change emits nothing; here the same promise is checked where it is observed: Debezium Avro
-records (with transaction metadata, :class:`tests.replay.capture.TxEncoder`) through the
+records (with transaction metadata, :class:`ops.bench.debezium.Encoder`) through the
 real flow into a SQLite ERP. A change older than what the flow already applied for its row
 arrives again at a later offset of its topic — as ``billsync dlq replay`` produces it (the
 one record, bytes untouched), as a Connect restart re-delivers it (the whole transaction,
@@ -30,9 +30,8 @@ from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.flow import build_flow
 from dataflows.model import Account, Contract, ContractRate, Employee, Project, Row, Timesheet
-from ops.bench.debezium import Framed, source_of
+from ops.bench.debezium import Encoder, Framed, source_of
 from sinks.erp.sink import ErpSink
-from tests.replay.capture import TxEncoder
 from tests.replay.erp import LEDGER, LINES, OUTBOX, payload, rows
 
 D = Decimal
@@ -56,7 +55,7 @@ class Stream:
     """Framed records of one history, named so a test can deliver some again."""
 
     def __init__(self) -> None:
-        self.enc = TxEncoder()
+        self.enc = Encoder(transactions=True)
         self.records: list[Framed] = []
         self.named: dict[str, list[Framed]] = {}
 
@@ -67,7 +66,7 @@ class Stream:
     def tx(self, name: str, *changes: tuple[str, Row | None, Row | None]) -> None:
         """One source transaction: BEGIN, its changes, END."""
         source = source_of(next(r for _, b, a in changes for r in (a, b) if r).TABLE)
-        framed = [self.enc.begin(source, len(changes))]
+        framed = [self.enc.begin(source)]
         framed += [self.enc.change(op, before, after) for op, before, after in changes]
         self._add(name, [*framed, self.enc.end(source)])
 
