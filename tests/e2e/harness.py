@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -512,3 +513,42 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.5)
+
+
+def small_firm(
+    s: Sources,
+    p: str,
+    *,
+    start: date,
+    timesheets: Sequence[tuple[int, date, str]],
+    what: str = "e2e",
+) -> None:
+    """One account, T&M contract from ``start`` (100.00/h for consultants), employee and
+    project, all named ``<p>-…``, and ``timesheets`` of 8 h each: (id, work date, status;
+    an approved one is approved at 18:00 of its day)."""
+    s.insert("accounts", [{"account_id": f"{p}-ACC", "name": what, "tax_jurisdiction": "GB",
+                           "currency": "GBP", "erp_customer_id": f"CUST-{p}"}])  # fmt: skip
+    s.insert("contracts", [{
+        "contract_id": f"{p}-CON", "account_id": f"{p}-ACC", "contract_number": f"{p}-K",
+        "contract_type": "time_and_materials", "status": "active", "currency": "GBP",
+        "start_date": start, "end_date": None, "cap_amount": None,
+        "cap_period": "contract", "retainer_hours_monthly": None}])  # fmt: skip
+    s.insert("contract_rates", [{
+        "rate_id": f"{p}-RATE", "contract_id": f"{p}-CON", "labor_category": "CONSULTANT",
+        "hourly_rate": Decimal("100.00"), "effective_from": start,
+        "effective_to": None}])  # fmt: skip
+    s.insert("employees", [{
+        "employee_id": f"{p}-EMP", "name": what, "email": "firm@e2e.example",
+        "labor_category": "CONSULTANT", "cost_center": "CC-E2E", "legal_entity": "BS-UK-LTD",
+        "active": True}])  # fmt: skip
+    s.insert("projects", [{
+        "project_id": f"{p}-PRJ", "code": f"{p}-PRJ", "name": what,
+        "account_id": f"{p}-ACC", "contract_id": f"{p}-CON", "status": "active",
+        "legal_entity": "BS-UK-LTD"}])  # fmt: skip
+    s.insert("timesheets", [
+        {"timesheet_id": n, "employee_id": f"{p}-EMP", "project_id": f"{p}-PRJ",
+         "work_date": day, "hours": Decimal("8.00"), "billable": True, "status": status,
+         "approved_at": datetime(day.year, day.month, day.day, 18, tzinfo=UTC)
+         if status == "approved" else None, "notes": what}
+        for n, day, status in timesheets
+    ])  # fmt: skip

@@ -29,43 +29,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 
-from tests.e2e.harness import Erp, Flow, Sources
+from tests.e2e.harness import Erp, Flow, Sources, small_firm
 from tests.e2e.test_03_outputs import TopicReader, end_offsets, until
 
 D = Decimal
 JAN, FEB = "2019-01", "2019-02"
-
-
-def _world(s: Sources, p: str, base: int) -> None:
-    s.insert("accounts", [{"account_id": f"{p}-ACC", "name": "e2e close", "tax_jurisdiction": "GB",
-                           "currency": "GBP", "erp_customer_id": f"CUST-{p}"}])  # fmt: skip
-    s.insert("contracts", [{
-        "contract_id": f"{p}-CON", "account_id": f"{p}-ACC", "contract_number": f"{p}-K",
-        "contract_type": "time_and_materials", "status": "active", "currency": "GBP",
-        "start_date": date(2018, 1, 1), "end_date": None, "cap_amount": None,
-        "cap_period": "contract", "retainer_hours_monthly": None}])  # fmt: skip
-    s.insert("contract_rates", [{
-        "rate_id": f"{p}-RATE", "contract_id": f"{p}-CON", "labor_category": "CONSULTANT",
-        "hourly_rate": D("100.00"), "effective_from": date(2018, 1, 1),
-        "effective_to": None}])  # fmt: skip
-    s.insert("employees", [{
-        "employee_id": f"{p}-EMP", "name": "e2e close", "email": "close@e2e.example",
-        "labor_category": "CONSULTANT", "cost_center": "CC-E2E", "legal_entity": "BS-UK-LTD",
-        "active": True}])  # fmt: skip
-    s.insert("projects", [{
-        "project_id": f"{p}-PRJ", "code": f"{p}-PRJ", "name": "e2e close",
-        "account_id": f"{p}-ACC", "contract_id": f"{p}-CON", "status": "active",
-        "legal_entity": "BS-UK-LTD"}])  # fmt: skip
-    s.insert("timesheets", [
-        {"timesheet_id": base + n, "employee_id": f"{p}-EMP", "project_id": f"{p}-PRJ",
-         "work_date": day, "hours": D("8.00"), "billable": True, "status": "approved",
-         "approved_at": datetime(day.year, day.month, day.day, 18, tzinfo=UTC),
-         "notes": "e2e close"}
-        for n, day in ((1, date(2019, 1, 14)), (2, date(2019, 2, 4)))
-    ])  # fmt: skip
 
 
 def test_a_closed_month_is_final_and_its_correction_lands_in_the_next(
@@ -80,7 +51,9 @@ def test_a_closed_month_is_final_and_its_correction_lands_in_the_next(
     flow.start()
     db = erp_of(flow)
     db.wait_tables(flow)
-    _world(sources, prefix, base)
+    small_firm(sources, prefix, start=date(2018, 1, 1), what="e2e close",
+               timesheets=[(base + 1, date(2019, 1, 14), "approved"),
+                           (base + 2, date(2019, 2, 4), "approved")])  # fmt: skip
     billed = {"state": "billed", "billed_amount": D("800.00"), "final": False}
     db.wait_lines({jan: billed, feb: billed}, flow=flow, what="both months billed")
 

@@ -26,39 +26,9 @@ from decimal import Decimal
 from sqlalchemy import update
 
 from ops.sourcedb import tables as src
-from tests.e2e.harness import Erp, Flow, Sources
+from tests.e2e.harness import Erp, Flow, Sources, small_firm
 
 D = Decimal
-
-
-def _world(s: Sources, p: str, base: int) -> None:
-    s.insert("accounts", [{"account_id": f"{p}-ACC", "name": "e2e tx", "tax_jurisdiction": "GB",
-                           "currency": "GBP", "erp_customer_id": f"CUST-{p}"}])  # fmt: skip
-    s.insert("contracts", [{
-        "contract_id": f"{p}-CON", "account_id": f"{p}-ACC", "contract_number": f"{p}-K",
-        "contract_type": "time_and_materials", "status": "active", "currency": "GBP",
-        "start_date": date(2025, 1, 1), "end_date": None, "cap_amount": None,
-        "cap_period": "contract", "retainer_hours_monthly": None}])  # fmt: skip
-    s.insert("contract_rates", [{
-        "rate_id": f"{p}-RATE", "contract_id": f"{p}-CON", "labor_category": "CONSULTANT",
-        "hourly_rate": D("100.00"), "effective_from": date(2025, 1, 1),
-        "effective_to": None}])  # fmt: skip
-    s.insert("employees", [{
-        "employee_id": f"{p}-EMP", "name": "e2e tx", "email": "tx@e2e.example",
-        "labor_category": "CONSULTANT", "cost_center": "CC-E2E", "legal_entity": "BS-UK-LTD",
-        "active": True}])  # fmt: skip
-    s.insert("projects", [{
-        "project_id": f"{p}-PRJ", "code": f"{p}-PRJ", "name": "e2e tx",
-        "account_id": f"{p}-ACC", "contract_id": f"{p}-CON", "status": "active",
-        "legal_entity": "BS-UK-LTD"}])  # fmt: skip
-    day = date(2026, 6, 1)
-    s.insert("timesheets", [
-        {"timesheet_id": base + n, "employee_id": f"{p}-EMP", "project_id": f"{p}-PRJ",
-         "work_date": day, "hours": D("8.00"), "billable": True, "status": status,
-         "approved_at": datetime(2026, 6, 1, 18, tzinfo=UTC) if status == "approved" else None,
-         "notes": "e2e tx"}
-        for n, status in ((1, "approved"), (2, "submitted"))
-    ])  # fmt: skip
 
 
 def test_hold_and_approval_in_one_transaction_never_bill(
@@ -73,7 +43,9 @@ def test_hold_and_approval_in_one_transaction_never_bill(
     flow.start()
     db = erp_of(flow)
     db.wait_tables(flow)
-    _world(sources, prefix, base)
+    small_firm(sources, prefix, start=date(2025, 1, 1), what="e2e tx",
+               timesheets=[(base + 1, date(2026, 6, 1), "approved"),
+                           (base + 2, date(2026, 6, 1), "submitted")])  # fmt: skip
     db.wait_lines({control: {"state": "billed", "billed_amount": D("800.00")}, approved: None},
                   flow=flow, what="the control line billed")  # fmt: skip
 
