@@ -34,10 +34,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _supervision_context(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Which test a stall restart or connector heal of the harness happened in."""
+    """Which test a stall restart or connector heal of the harness happened in; one that
+    happened in a test injecting no fault (not ``chaos``) fails it."""
     supervision.CURRENT[0] = request.node.nodeid
     yield
     supervision.CURRENT[0] = ""
+    chaos = request.node.get_closest_marker("chaos") is not None
+    why = supervision.unexpected(request.node.nodeid, chaos)
+    if why is not None:
+        pytest.fail(why)
 
 
 @pytest.fixture(autouse=True)

@@ -34,3 +34,16 @@ def test_restarts_and_heals_are_counted_and_unexpected_ones_named(
 
 def test_a_quiet_run_says_so(events: list[sv.Event]) -> None:
     assert sv.summary(set()) == ["0 stall restart(s), 0 connector heal(s) by the test harness"]
+
+
+def test_a_recovery_fails_a_test_that_injects_no_fault(events: list[sv.Event]) -> None:
+    story, chaos = "tests/e2e/test_01_story.py::test_story", "tests/chaos/t.py::test_kill"
+    assert sv.unexpected(story, injects_faults=False) is None
+    sv.CURRENT[0] = story
+    sv.record(sv.CONNECTOR_HEAL, "psa (FAILED)")
+    sv.CURRENT[0] = chaos
+    sv.record(sv.STALL_RESTART, "flow e2e_2, start #3")
+    sv.CURRENT[0] = ""
+    why = sv.unexpected(story, injects_faults=False)
+    assert why is not None and "1 time(s)" in why and "psa (FAILED)" in why
+    assert sv.unexpected(chaos, injects_faults=True) is None  # reported, not failed
