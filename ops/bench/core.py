@@ -21,6 +21,7 @@ closes, a longer history should not make an event dearer.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.flow import build_flow, orderer_factory
 from dataflows.logic import BillingLogic
 from dataflows.ordering import TxOrderer
-from ops.bench.debezium import Encoder, Framed
+from ops.bench.debezium import Encoder, Framed, in_transactions
 from ops.bench.world import MONTH_EVENTS, change_stream
 from sinks.erp.sink import SinkItem
 from sinks.erp.writer import Emission
@@ -95,10 +96,21 @@ class CountingSink(DynamicSink[Any]):
 
 
 def encode_stream(
-    n: int, seed: int = 7, *, month_events: int | None = None, closes: bool = False
+    n: int,
+    seed: int = 7,
+    *,
+    month_events: int | None = None,
+    closes: bool = False,
+    transactions: bool = False,
 ) -> tuple[Encoder, list[Framed]]:
-    encoder = Encoder()
+    """``n`` changes framed as Debezium records; with ``transactions``, as a connector with
+    transaction metadata writes them (1-5 changes per source transaction, BEGIN/END records
+    on ``<prefix>.transaction``: more records than changes)."""
+    encoder = Encoder(transactions=transactions)
     stream = change_stream(n, seed=seed, month_events=month_events, closes=closes)
+    if transactions:
+        rnd = random.Random(seed)  # noqa: S311  # synthetic data, not security
+        return encoder, in_transactions(encoder, stream, rnd)
     return encoder, [encoder.change(op, b, a) for op, b, a in stream]
 
 
@@ -168,6 +180,7 @@ class Options:
     flow: bool = True  # also the Bytewax flow pass
     month_events: int | None = MONTH_EVENTS  # events per simulated month (None: 9 s an event)
     closes: bool = True  # close each month two months after it
+    transactions: bool = False  # input with Debezium transaction metadata
 
 
 def run_core(
@@ -175,8 +188,10 @@ def run_core(
 ) -> dict[str, Any]:
     """Generate ``n`` framed events, run the passes, return figures (events/s and ratios)."""
     began = time.perf_counter()
-    encoder, records = encode_stream(n, opts.seed, month_events=opts.month_events,
-                                     closes=opts.closes)  # fmt: skip
+    encoder, records = encode_stream(
+        n, opts.seed, month_events=opts.month_events, closes=opts.closes,
+        transactions=opts.transactions,
+    )  # fmt: skip
     gen_s = time.perf_counter() - began
     say(f"encoded {len(records)} events ({sum(len(r.value) for r in records)} bytes) "
         f"in {gen_s:.1f}s")  # fmt: skip
@@ -196,6 +211,8 @@ def run_core(
         "events": len(records),
         "month_events": opts.month_events,
         "closes": opts.closes,
+        "changes": n,
+        "transactions": opts.transactions,
         "value_bytes": sum(len(r.value) for r in records),
         "events_by_topic": dict(sorted(tables.items())),
         "closed_through": engine.closed_through,

@@ -16,6 +16,7 @@ BEGIN/END records of ``<source>.transaction``, with the ids Debezium 3.6 writes
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -386,3 +387,37 @@ class Encoder:
         buf = io.BytesIO()
         schemaless_writer(buf, parsed, record)
         return Framed(topic_of(table), row.key.encode(), frame(schema_id, buf.getvalue()))
+
+
+Change = tuple[str, Row | None, Row | None]  # (op, before, after)
+
+
+def in_transactions(
+    encoder: Encoder,
+    changes: Iterable[Change],
+    rnd: random.Random,
+    sizes: Iterable[int] = (1, 1, 2, 3, 4, 5),
+) -> list[Framed]:
+    """Frame ``changes`` as a connector with transaction metadata writes them: snapshot reads
+    (``r``) outside transactions, every other change in a source transaction of a size drawn
+    from ``sizes`` (one source per transaction), BEGIN and END records around it. Records
+    come in commit order per source (``encoder`` needs ``transactions=True``)."""
+    choices = tuple(sizes)
+    left: dict[str, int] = {}  # per open transaction, the changes it still takes
+    out: list[Framed] = []
+    for op, before, after in changes:
+        row = after if after is not None else before
+        if row is None:
+            raise ValueError("a change needs a before or an after image")
+        source = source_of(row.TABLE)
+        if op != "r" and source not in left:
+            out.append(encoder.begin(source))
+            left[source] = rnd.choice(choices)
+        out.append(encoder.change(op, before, after))
+        if source in left:
+            left[source] -= 1
+            if not left[source]:
+                del left[source]
+                out.append(encoder.end(source))
+    out += [encoder.end(source) for source in sorted(left)]
+    return out

@@ -60,6 +60,10 @@ def core(
     repeat: Annotated[
         int, typer.Option(min=1, help="with several sizes: rounds; each keeps its fastest")
     ] = 1,
+    transactions: Annotated[
+        bool,
+        typer.Option(help="input with Debezium transaction metadata (BEGIN/END records too)"),
+    ] = False,
     as_json: JSON = False,
 ) -> None:
     """Synthetic Debezium Avro events: decode+billing vs the decode-only ceiling; with
@@ -68,7 +72,9 @@ def core(
 
     wanted = _sizes(events, sizes)
     say = _say(as_json)
-    opts = Options(seed=seed, flow=flow, month_events=month_events, closes=closes)
+    opts = Options(
+        seed=seed, flow=flow, month_events=month_events, closes=closes, transactions=transactions
+    )
     if len(wanted) == 1:
         result = run_core(wanted[0], opts, say)
         if as_json:

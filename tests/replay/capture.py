@@ -31,7 +31,7 @@ from pathlib import Path
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from dataflows.capture import CaptureWriter
-from ops.bench.debezium import Encoder, Framed, source_of, topic_of
+from ops.bench.debezium import Encoder, Framed, in_transactions, topic_of
 from ops.bench.world import Scale, change_stream
 
 # a firm small enough that most of the records are work, not reference rows
@@ -40,28 +40,10 @@ SCALE = Scale(accounts=6, contracts=15, projects=30, employees=60)
 
 def transactional(events: int, seed: int) -> tuple[Encoder, list[Framed]]:
     """The firm's ``events`` changes as framed records, in commit order per source (the
-    bench's encoder with transaction metadata: :class:`ops.bench.debezium.Encoder`)."""
-    rnd = random.Random(seed)
+    bench's encoder and grouping: :func:`ops.bench.debezium.in_transactions`)."""
     enc = Encoder(transactions=True)
-    left: dict[str, int] = {}  # per open transaction, the changes it still takes
-    out: list[Framed] = []
-    for op, before, after in change_stream(
-        events, seed=seed, scale=SCALE, month_events=events // 4, closes=True
-    ):
-        row = after if after is not None else before
-        assert row is not None
-        source = source_of(row.TABLE)
-        if op != "r" and source not in left:
-            out.append(enc.begin(source))
-            left[source] = rnd.choice((1, 1, 2, 3, 4, 5))
-        out.append(enc.change(op, before, after))
-        if source in left:
-            left[source] -= 1
-            if not left[source]:
-                del left[source]
-                out.append(enc.end(source))
-    out += [enc.end(source) for source in sorted(left)]
-    return enc, out
+    stream = change_stream(events, seed=seed, scale=SCALE, month_events=events // 4, closes=True)
+    return enc, in_transactions(enc, stream, random.Random(seed))
 
 
 def interleave(records: list[Framed], rnd: random.Random, window: int = 40) -> Iterator[Framed]:
