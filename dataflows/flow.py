@@ -3,14 +3,14 @@
 Data path (see ARCHITECTURE.md)::
 
     cdc_in ─► decode ─┬─► tombstones (counted, carry no change)
-                      └─► changes, tx markers, dead letters ─► key "billing" ─► order ─┐
-                            ┌──────────────────────── units ◄──────────────────────────┘
-                            └─► billing ─► emissions, dead letters, Progress ─► erp_out
-                                                                   (ERP tables + outbox)
+                      └─► changes, tx markers, dead letters ─► key "billing" ─► billing ─┐
+         (ordering stage: units of whole source transactions ─► engine)                   │
+          ┌─────────────── emissions, dead letters, Progress ◄───────────────────────────┘
+          └─► erp_out (ERP tables + outbox)
 
-``decode`` runs on the worker that read the record (stateless, parallel). ``order`` restores
-each source's commit order and groups its transactions into units
-(:mod:`dataflows.ordering`), on the billing key's worker. ``billing`` is one keyed engine
+``decode`` runs on the worker that read the record (stateless, parallel). ``billing`` first
+restores each source's commit order and groups its transactions into units
+(:mod:`dataflows.ordering`), then applies each unit to the engine; it is one keyed engine
 (see ARCHITECTURE.md for why one key, and its limits). Tests pass a ``TestingSource`` of
 :class:`bytewax.connectors.kafka.KafkaSourceMessage` and testing sinks; production passes a
 ``KafkaSource`` and the ERP sink (which also carries dead letters to ``billing.dlq`` through
@@ -19,8 +19,7 @@ its outbox). Step ids are part of the recovery keys: never rename them without a
 
 from __future__ import annotations
 
-import pickle  # our own snapshot bytes, written by this step (never input)
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 from prometheus_client import Counter
 
@@ -39,7 +37,7 @@ from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.errors import RecordContext, RecordError
 from dataflows.logic import BillingLogic
-from dataflows.ordering import Letter, TxOrderer, Unit
+from dataflows.ordering import Letter, Ordered, orderer_factory
 from dataflows.progress import PROGRESS
 from sinks.erp.sink import PARTITION, SinkItem
 
@@ -65,67 +63,12 @@ def _consumer_error(err: KafkaError[bytes | None, bytes | None]) -> dict[str, An
     return dead_letter(RecordError(f"Kafka consumer error: {err.err}", ctx))
 
 
-Ordered = Change | TxMarker | Letter
-
-
-class OrderingLogic(StatefulLogic[Ordered, Unit, bytes]):
-    """The ordering stage (one :class:`~dataflows.ordering.TxOrderer` per source) in
-    Bytewax: what it holds back is snapshotted with the epoch, so a restart loses no held
-    change. It runs under the billing key, on the billing step's worker: the units go to the
-    engine without crossing workers, in the order the stage released them, and the order
-    between sources is the order in which the records reached it (with one input partition,
-    as in a capture replay, the same on every run)."""
-
-    def __init__(
-        self, make: Callable[[str], TxOrderer], orderers: dict[str, TxOrderer] | None
-    ) -> None:
-        self._make = make
-        self._orderers = orderers or {}
-
-    def on_item(self, value: Ordered) -> tuple[Iterable[Unit], bool]:
-        source = _source_of(value)
-        orderer = self._orderers.get(source)
-        if orderer is None:
-            orderer = self._orderers[source] = self._make(source)
-        return orderer.feed(value), StatefulLogic.RETAIN
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self._orderers, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def orderer_factory(topics: Sequence[str]) -> Callable[[str], TxOrderer]:
-    """A new :class:`TxOrderer` for a source, from the topics the flow reads: the source's
-    data collections (``<prefix>.<collection>``), and whether ``<prefix>.transaction`` is
-    among them (if not, the source has no transactions to wait for)."""
-    collections: dict[str, set[str]] = {}
-    transactional: set[str] = set()
-    for topic in topics:
-        prefix, _, rest = topic.partition(".")
-        if rest == "transaction":
-            transactional.add(prefix)
-        elif rest:
-            collections.setdefault(prefix, set()).add(rest)
-
-    def make(source: str) -> TxOrderer:
-        return TxOrderer(source, frozenset(collections.get(source, ())), source in transactional)
-
-    return make
-
-
 def _ordered_input(item: object) -> Ordered | None:
     """What the ordering stage takes: changes, transaction markers, and dead letters (at
     their place in their partition); not tombstones."""
     if isinstance(item, dict):
         return Letter.of(item)
     return item if isinstance(item, (Change, TxMarker)) else None
-
-
-def _source_of(item: Ordered) -> str:
-    if isinstance(item, TxMarker):
-        return item.source
-    if isinstance(item, Letter):
-        return (item.topic or "").split(".", 1)[0]
-    return item.position.source
 
 
 def build_flow(
@@ -145,11 +88,6 @@ def build_flow(
     the source reads; the ordering stage waits for a source's transactions only when its
     transaction topic is among them."""
     new_orderer = orderer_factory(topics)
-
-    def order(resume: bytes | None) -> OrderingLogic:
-        if resume is not None:  # our own snapshot bytes, never input
-            return OrderingLogic(new_orderer, pickle.loads(resume))  # noqa: S301
-        return OrderingLogic(new_orderer, None)
 
     decoders: dict[str, ChangeDecoder] = {}
 
@@ -196,11 +134,12 @@ def build_flow(
     raw = op.input("cdc_in", flow, source)
     decoded = op.map("decode", raw, decode)
     changes: Stream[Ordered] = op.filter_map("changes", decoded, _ordered_input)
-    routed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
-    keyed = op.stateful("order", routed, order)  # keyed units, still under ENGINE_KEY
-    billed = op.key_rm(
-        "unkey", op.stateful("billing", keyed, lambda r: BillingLogic(mappings, r, segment_dir))
-    )
+    keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
+
+    def billing(resume: bytes | None) -> BillingLogic:
+        return BillingLogic(mappings, resume, segment_dir, new_orderer)
+
+    billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))
     to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", billed, lambda _x: PARTITION)
     op.output("erp_out", to_erp, erp_sink)
     return flow

@@ -12,7 +12,7 @@ once), so a finance edit takes effect at the next start even with no new source 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
-from dataflows.ordering import Unit
+from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
 from dataflows.snapshots import SegmentStore, dumps, loads
 from sinks.erp.writer import Emission, Progress
 
@@ -48,23 +48,32 @@ def emissions(
 Output = Emission | Progress | dict[str, Any]  # dict: a dead letter of the unit
 
 
-class BillingLogic(StatefulLogic[Unit, Output, bytes]):
-    """One engine for the key it runs under (see ARCHITECTURE.md: state and partitioning)."""
+class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
+    """One engine for the key it runs under (see ARCHITECTURE.md: state and partitioning),
+    behind the ordering stage of its sources (:mod:`dataflows.ordering`): the same step, so
+    units reach the engine without another Bytewax operator in between."""
 
     def __init__(
-        self, mappings: Mappings, resume: bytes | None, segment_dir: Path | None = None
+        self,
+        mappings: Mappings,
+        resume: bytes | None,
+        segment_dir: Path | None = None,
+        new_orderer: Callable[[str], TxOrderer] | None = None,
     ) -> None:
         # final items' stubs are written once to files here, not into every snapshot
         self._segments = SegmentStore(segment_dir) if segment_dir is not None else None
+        self._new_orderer = new_orderer or orderer_factory(())
         # per input partition ("topic:partition"), the highest offset applied
         self._applied: dict[str, int] = {}
+        # per source, what its ordering stage holds back
+        self._orderers: dict[str, TxOrderer] = {}
         if resume is None:
             self._engine = BillingEngine(mappings)
             self._pending: list[Output] = [Progress((), resumed=True)]
             return
         state = loads(resume, self._segments)
         if isinstance(state, tuple):
-            state, self._applied = state
+            state, self._applied, self._orderers = state
         else:  # a snapshot from before units: it names no offsets
             assert isinstance(state, EngineState)
         self._engine = BillingEngine.restore(state)
@@ -82,8 +91,26 @@ class BillingLogic(StatefulLogic[Unit, Output, bytes]):
     def engine(self) -> BillingEngine:
         return self._engine
 
-    def on_item(self, value: Unit) -> tuple[Iterable[Output], bool]:
+    def apply_unit(self, unit: Unit) -> list[Output]:
+        """Apply a unit made elsewhere (tests, benches): what :meth:`on_item` emits for it."""
         out, self._pending = self._pending, []
+        self._apply(unit, out)
+        return out
+
+    def on_item(self, value: Ordered) -> tuple[Iterable[Output], bool]:
+        """A change, transaction marker or dead letter of a source, through its ordering
+        stage: the units it releases, applied."""
+        out, self._pending = self._pending, []
+        source = source_of(value)
+        orderer = self._orderers.get(source)
+        if orderer is None:
+            orderer = self._orderers[source] = self._new_orderer(source)
+        for unit in orderer.feed(value):
+            self._apply(unit, out)
+        return out, StatefulLogic.RETAIN
+
+    def _apply(self, value: Unit, out: list[Output]) -> None:
+        """One unit: its emissions, its dead letters, then its Progress, onto ``out``."""
         engine = self._engine
         closed = engine.closed_through
         deltas = engine.apply_unit(value.changes)
@@ -101,7 +128,6 @@ class BillingLogic(StatefulLogic[Unit, Output, bytes]):
             if offset > applied.get(key, -1):
                 applied[key] = offset
         out.append(Progress(value.covers))
-        return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out, self._pending = self._pending, []
@@ -114,4 +140,6 @@ class BillingLogic(StatefulLogic[Unit, Output, bytes]):
         return datetime.now(UTC) if self._pending else None
 
     def snapshot(self) -> bytes:
-        return dumps((self._engine.snapshot(), dict(self._applied)), self._segments)
+        # the orderers are mutable: dumps copies them into the bytes now, at the epoch's end
+        state = (self._engine.snapshot(), dict(self._applied), self._orderers)
+        return dumps(state, self._segments)

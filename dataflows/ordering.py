@@ -29,7 +29,7 @@ released (the END's too), which the writer records with the batch (SPEC 4: repla
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,37 @@ class Unit:
     tx_id: str | None
     covers: tuple[tuple[str, int], ...]  # ("topic:partition", highest offset released)
     letters: tuple[dict[str, Any], ...] = ()
+
+
+Ordered = Change | TxMarker | Letter
+
+
+def source_of(item: Ordered) -> str:
+    """The source (connector topic prefix) of what the ordering stage takes."""
+    if isinstance(item, TxMarker):
+        return item.source
+    if isinstance(item, Letter):
+        return (item.topic or "").split(".", 1)[0]
+    return item.position.source
+
+
+def orderer_factory(topics: Sequence[str]) -> Callable[[str], TxOrderer]:
+    """A new :class:`TxOrderer` for a source, from the topics the flow reads: the source's
+    data collections (``<prefix>.<collection>``), and whether ``<prefix>.transaction`` is
+    among them (if not, the source has no transactions to wait for)."""
+    collections: dict[str, set[str]] = {}
+    transactional: set[str] = set()
+    for topic in topics:
+        prefix, _, rest = topic.partition(".")
+        if rest == "transaction":
+            transactional.add(prefix)
+        elif rest:
+            collections.setdefault(prefix, set()).add(rest)
+
+    def make(source: str) -> TxOrderer:
+        return TxOrderer(source, frozenset(collections.get(source, ())), source in transactional)
+
+    return make
 
 
 def partition_key(topic: str | None, partition: int | None) -> str:

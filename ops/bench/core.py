@@ -36,9 +36,9 @@ from dataflows.billing.mappings import load_mappings
 from dataflows.billing.target import LineKey, LineTarget
 from dataflows.cdc.change import Change, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.flow import build_flow, orderer_factory
+from dataflows.flow import build_flow
 from dataflows.logic import BillingLogic
-from dataflows.ordering import TxOrderer
+from dataflows.ordering import orderer_factory
 from ops.bench.debezium import Encoder, Framed, in_transactions
 from ops.bench.world import MONTH_EVENTS, change_stream
 from sinks.erp.sink import SinkItem
@@ -128,9 +128,8 @@ def _decode_only(encoder: Encoder, records: list[Framed]) -> Pass:
 def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, BillingEngine]:
     """The flow's steps without Bytewax: decode, the ordering stage, the billing logic."""
     dec = ChangeDecoder(encoder.schemas)
-    logic = BillingLogic(load_mappings(), None)
     new_orderer = orderer_factory(sorted({r.topic for r in records}))
-    orderers: dict[str, TxOrderer] = {}
+    logic = BillingLogic(load_mappings(), None, new_orderer=new_orderer)
     sink = MemorySink()
     decode = dec.decode
     began = time.perf_counter()
@@ -138,13 +137,8 @@ def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, Bil
         item = decode(r.topic, 0, i, r.key, r.value)
         if not isinstance(item, (Change, TxMarker)):
             continue
-        source = item.source if isinstance(item, TxMarker) else item.position.source
-        orderer = orderers.get(source)
-        if orderer is None:
-            orderer = orderers[source] = new_orderer(source)
-        for unit in orderer.feed(item):
-            out, _ = logic.on_item(unit)
-            sink.write([o for o in out if isinstance(o, Emission)])
+        out, _ = logic.on_item(item)
+        sink.write([o for o in out if isinstance(o, Emission)])
     seconds = time.perf_counter() - began
     return Pass(BILLING, len(records), seconds, sink.emissions), logic.engine
 

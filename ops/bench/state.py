@@ -71,7 +71,7 @@ day = date.fromisoformat(sys.argv[3])
 at = datetime(day.year, day.month, day.day, 20, tzinfo=UTC)
 row = Timesheet(10**9, "E1", "P1", day, Decimal("1.00"), True, "approved", at, None, at)
 change = Change("timesheets", Op.CREATE, row.key, None, row, SourcePosition("psa", lsn=1, tx_id=1))
-out, _ = logic.on_item(Unit("psa", (change,), None, ()))
+out = logic.apply_unit(Unit("psa", (change,), None, ()))
 assert list(out), "the resumed engine emitted nothing for a new approved line"
 print(json.dumps({"lines": len(logic.engine.lines), "finals": len(logic.engine.finals),
                   "rss_mb": rss_mb("VmRSS")}))

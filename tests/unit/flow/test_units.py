@@ -49,7 +49,7 @@ def _started() -> tuple[BillingLogic, dict[str, Row]]:
     rows["T1"] = replace(rows["T1"], status="submitted")  # type: ignore[type-var]  # a Timesheet
     logic = BillingLogic(MAPPINGS, None)
     for row in rows.values():
-        logic.on_item(_unit(_change(row)))
+        logic.apply_unit(_unit(_change(row)))
     return logic, rows
 
 
@@ -65,7 +65,7 @@ def test_hold_and_approval_in_one_transaction_never_bill() -> None:
     logic, rows = _started()
     approve = _change(replace(rows["T1"], status="approved"), tx="7:70", order=1)  # type: ignore[type-var]  # a Timesheet
     hold = _change(replace(rows["P1"], status="on_hold"), tx="7:70", order=2)  # type: ignore[type-var]  # a Project
-    out, _ = logic.on_item(_unit(approve, hold, tx="7:70"))
+    out = logic.apply_unit(_unit(approve, hold, tx="7:70"))
     assert _states(list(out)) == [State.HELD]  # one emission: held, never billed
 
 
@@ -74,8 +74,8 @@ def test_the_same_changes_as_two_transactions_do_bill_then_hold() -> None:
     logic, rows = _started()
     approve = _change(replace(rows["T1"], status="approved"))  # type: ignore[type-var]  # a Timesheet
     hold = _change(replace(rows["P1"], status="on_hold"))  # type: ignore[type-var]  # a Project
-    first, _ = logic.on_item(_unit(approve))
-    second, _ = logic.on_item(_unit(hold))
+    first = logic.apply_unit(_unit(approve))
+    second = logic.apply_unit(_unit(hold))
     assert _states(list(first)) == [State.BILLED]
     assert _states(list(second)) == [State.HELD]
 
@@ -83,7 +83,7 @@ def test_the_same_changes_as_two_transactions_do_bill_then_hold() -> None:
 def test_progress_follows_each_unit_and_a_resumed_logic_says_what_it_held() -> None:
     logic, rows = _started()
     change = _change(replace(rows["E1"], name="Eva"))  # type: ignore[type-var]  # an Employee
-    out = list(logic.on_item(_unit(change))[0])
+    out = logic.apply_unit(_unit(change))
     assert out[-1] == Progress(((f"{change.topic}:0", change.offset),))
     resumed = BillingLogic(MAPPINGS, logic.snapshot())
     first = next(iter(resumed.on_notify()[0]))
