@@ -2,11 +2,10 @@
 
 Data path (see ARCHITECTURE.md)::
 
-    cdc_in ─► decode ─┬─► tombstones (counted, carry no change)
-                      └─► changes, tx markers, dead letters ─► key "billing" ─► billing ─┐
-         (ordering stage: units of whole source transactions ─► engine)                   │
-          ┌─────────────── emissions, dead letters, Progress ◄───────────────────────────┘
-          └─► erp_out (ERP tables + outbox)
+    cdc_in ─► decode ─► changes, tx markers, dead letters, tombstones (offsets only)
+           ─► key "billing" ─► billing: ordering stage ─► units (whole source transactions)
+                                        ─► engine ─► emissions, dead letters, Progress
+           ─► erp_out (ERP tables + outbox)
 
 ``decode`` runs on the worker that read the record (stateless, parallel). ``billing`` first
 restores each source's commit order and groups its transactions into units
@@ -64,10 +63,12 @@ def _consumer_error(err: KafkaError[bytes | None, bytes | None]) -> dict[str, An
 
 
 def _ordered_input(item: object) -> Ordered | None:
-    """What the ordering stage takes: changes, transaction markers, and dead letters (at
-    their place in their partition); not tombstones."""
+    """What the ordering stage takes: changes, transaction markers, and dead letters and
+    tombstones (at their place in their partition: their offsets are input applied)."""
     if isinstance(item, dict):
         return Letter.of(item)
+    if isinstance(item, Tombstone):
+        return Letter(None, item.topic, item.partition, item.offset)
     return item if isinstance(item, (Change, TxMarker)) else None
 
 

@@ -45,9 +45,14 @@ class Letter:
     through the ordering stage like a change outside a transaction, so the writer records
     its offset with the unit it is part of and a replay does not dead-letter it again; and
     it is a later event of its topic (a transaction missing an event that could not be
-    decoded is released once the letter arrived)."""
+    decoded is released once the letter arrived).
 
-    record: dict[str, Any]
+    ``record`` None: a Kafka tombstone, which carries nothing but its offset — it goes through
+    for the same reasons (its offset is input the ERP records as applied; the ``op=d``
+    record before it may be compacted away, leaving the tombstone as that offset's
+    successor)."""
+
+    record: dict[str, Any] | None
     topic: str | None
     partition: int | None
     offset: int | None
@@ -262,5 +267,6 @@ def _single(source: str, item: Queued) -> Unit:
     key = partition_key(item.topic, item.partition)
     covers = ((key, item.offset),) if item.offset is not None else ()
     if isinstance(item, Letter):
-        return Unit(source, (), None, covers, (item.record,))
+        letters = (item.record,) if item.record is not None else ()
+        return Unit(source, (), None, covers, letters)
     return Unit(source, (item,), None, covers)

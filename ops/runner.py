@@ -205,6 +205,7 @@ def production_flow(settings: Settings) -> Dataflow:
             idle_flush=True,
             retry_for_seconds=settings.erp_retry_s,
             single_writer=True,
+            topics=settings.input_topics,
         ),
         segment_dir=recovery_dir(settings) / "finals",
         topics=settings.input_topics,

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,7 +96,9 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
         *,
         single_writer: bool = False,
         resume_state: GateState | None = None,
+        topics: Sequence[str] | None = None,
     ) -> None:
+        self._topics = frozenset(topics) if topics is not None else None
         self._lock = threading.Lock()  # write_batch, close and the idle timer take turns
         self._engine = engine
         self._writer = ErpWriter(engine, retry_for_seconds=retry_for_seconds, clock=clock)
@@ -148,7 +150,13 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
 
     def _resume(self, marker: Progress) -> None:
         """The billing step (re)started: a replayed prefix is gathered if the ERP is ahead."""
-        actions = self._gate.resume(marker.covers, self._writer.committed())
+        committed = self._writer.committed()
+        if self._topics is not None:  # a partition the flow no longer reads never comes
+            ignored = sorted(k for k in committed if k.rsplit(":", 1)[0] not in self._topics)
+            if ignored:
+                log.warning("replay_ignores_unread_partitions", partitions=ignored)
+            committed = {k: v for k, v in committed.items() if k not in ignored}
+        actions = self._gate.resume(marker.covers, committed)
         gathering = self._gate.gathering
         if gathering is not None:
             log.info(
@@ -270,7 +278,8 @@ class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
     unreachable ERP before it raises; ``billsync run``'s stall watchdog waits longer
     (``ops/settings.py`` refuses ``BILLSYNC_STALL_EXIT_S`` <= ``BILLSYNC_ERP_RETRY_S``).
     ``single_writer`` takes the ERP's writer lock for the partition's lifetime (see the module
-    docstring)."""
+    docstring). ``topics``: the topics the flow reads; a replay does not wait for input
+    progress the ERP recorded on other topics (a renamed periods topic, say)."""
 
     def __init__(
         self,
@@ -282,7 +291,9 @@ class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
         retry_for_seconds: float = ERP_RETRY_S,
         single_writer: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        topics: Sequence[str] | None = None,
     ) -> None:
+        self._topics = tuple(topics) if topics is not None else None
         self._engine_factory = engine_factory
         self._retry_for = retry_for_seconds
         self._single_writer = single_writer
@@ -311,4 +322,5 @@ class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
             self._retry_for,
             single_writer=self._single_writer,
             resume_state=resume_state,
+            topics=self._topics,
         )

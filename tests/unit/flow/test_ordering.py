@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dataflows.cdc.change import Change, Op, SourcePosition, TxMarker, TxRef
 from dataflows.model import Project
-from dataflows.ordering import TxOrderer, Unit
+from dataflows.ordering import Letter, TxOrderer, Unit
 
 COLLECTIONS = ("public.projects", "public.timesheets", "public.employees")
 TX_TOPIC = "psa.transaction"
@@ -208,3 +208,10 @@ def test_an_end_delivered_again_is_dropped_instead_of_blocking_the_next() -> Non
     assert orderer.feed(end1) == []  # again (a Connect restart, a dlq replay)
     assert orderer.feed(end2) == []
     assert [u.changes for u in orderer.feed(second)] == [(second,)]
+
+
+def test_a_tombstone_is_a_unit_of_its_offset_only() -> None:
+    """Its offset is input the ERP records as applied; it carries no change, no letter."""
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    (unit,) = orderer.feed(Letter(None, f"psa.{COLLECTIONS[0]}", 0, 5))
+    assert (unit.changes, unit.letters, unit.covers) == ((), (), ((f"psa.{COLLECTIONS[0]}:0", 5),))

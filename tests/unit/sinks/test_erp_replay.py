@@ -335,3 +335,24 @@ def test_a_retry_after_a_lost_commit_acknowledgement_applies_nothing_twice() -> 
     assert [r["entry_type"] for r in state["ledger"]] == ["charge", "adjustment"]
     assert state["progress"] == [(PSA, 7)]
     engine.dispose()
+
+
+def test_a_replay_does_not_wait_for_a_partition_the_flow_no_longer_reads() -> None:
+    """The ERP recorded progress on a topic the flow stopped reading (a renamed periods
+    topic): without ``topics`` the restart would gather forever, waiting for it."""
+    units = story([[("line", 0, 0, 0, 0)], [("line", 0, 1, 0, 0)]])
+    engine = erp()
+    gone = Unit((), (("erp.old_schema.accounting_periods:0", 7),))
+    run(partition(engine), [resumed(units, 0), *units[0].items, *gone.items], [])
+    for topics, gathering in (((PSA.rsplit(":", 1)[0],), False), (None, True)):
+        part = _ErpPartition(engine, None, 3600.0, lambda: NOW, topics=topics)
+        part.write_batch([resumed(units, 1)])
+        assert (part._gate.gathering is not None) is gathering, topics
+    part = _ErpPartition(engine, None, 3600.0, lambda: NOW, topics=(PSA.rsplit(":", 1)[0],))
+    part.write_batch([resumed(units, 1), *units[1].items])
+    state, want = erp_state(engine), uninterrupted(units, [])
+    assert state.pop("progress") == [
+        ("erp.old_schema.accounting_periods:0", 7),
+        *want.pop("progress"),
+    ]
+    assert state == want
