@@ -54,9 +54,12 @@ class SourcePosition:
     def commit_order(self) -> tuple[int, ...] | None:
         """A comparable key of this position in its source's COMMIT order (SPEC 4):
         (last commit LSN, LSN) for PostgreSQL, (binlog file number, position, row) for
-        MariaDB (the binlog is written in commit order); None when it cannot be compared."""
+        MariaDB (the binlog is written in commit order); None when it cannot be compared —
+        a PostgreSQL position without its last commit LSN: a snapshot read (read at a point
+        of the stream, not committed in it: an incremental snapshot's read comes after
+        changes it is not "later" than) or a position written before ``commit_lsn`` existed."""
         if self.lsn is not None:
-            return (self.commit_lsn if self.commit_lsn is not None else 0, self.lsn)
+            return (self.commit_lsn, self.lsn) if self.commit_lsn is not None else None
         order = self.order()
         return order if isinstance(order, tuple) else None
 

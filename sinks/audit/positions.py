@@ -9,7 +9,9 @@ commit order (or applied a stale change): the ledger then tells a story the sour
 lived, even when its sums end right.
 
 Entries without a source position (``mappings-changed`` re-evaluations, rows written without
-one) and positions of different sources are never compared. Each entry is compared with the
+one), PostgreSQL positions without a commit LSN (snapshot reads, entries written before commit
+LSNs were recorded: not in the commit order) and positions of different sources are never
+compared. Each entry is compared with the
 newest position seen so far for its item and source, so one entry out of order is reported
 once, and every later entry still behind that newest position too.
 """

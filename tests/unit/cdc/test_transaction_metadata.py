@@ -89,13 +89,13 @@ def test_an_envelope_without_the_transaction_field_has_no_tx_ref() -> None:
     ("sequence", "commit_lsn", "commit_order"),
     [
         ('["4618423008","4618425776"]', 4618423008, (4618423008, 123_456_789)),
-        ('[null,"4618390152"]', None, (0, 123_456_789)),  # a snapshot read
+        ('[null,"4618390152"]', None, None),  # a snapshot read: not in the commit order
         ('["7",null]', 7, (7, 123_456_789)),
-        (None, None, (0, 123_456_789)),
+        (None, None, None),
     ],
 )
 def test_postgresql_sequence_gives_the_last_commit_lsn(
-    sequence: str | None, commit_lsn: int | None, commit_order: tuple[int, int]
+    sequence: str | None, commit_lsn: int | None, commit_order: tuple[int, int] | None
 ) -> None:
     position = _change("timesheets", sequence=sequence).position
     assert position.commit_lsn == commit_lsn

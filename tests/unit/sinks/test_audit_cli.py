@@ -44,17 +44,18 @@ def erp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ErpWriter]:
 
 
 def test_a_ledger_in_commit_order_is_clean(erp: ErpWriter) -> None:
-    erp.apply([em(target("960.00"), "psa:lsn=200:tx=2")])
-    erp.apply([em(None, "psa:lsn=300:tx=3")])  # reversed: nets to 0, no line state
+    erp.apply([em(target("960.00"), "psa:lsn=200:tx=2:commit=200")])
+    erp.apply([em(None, "psa:lsn=300:tx=3:commit=300")])  # reversed: nets to 0, no line state
     result = CliRunner().invoke(billsync, ["recon", "audit", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["position_regressions"] == []
 
 
 def test_positions_going_backwards_fail_the_audit(erp: ErpWriter) -> None:
-    erp.apply([em(target("960.00"), "psa:lsn=300:tx=3")])
-    erp.apply([em(target("480.00"), "psa:lsn=200:tx=2")])  # older, applied later
-    erp.apply([em(None, "psa:lsn=400:tx=4")])  # the sums end right: only the order is wrong
+    erp.apply([em(target("960.00"), "psa:lsn=300:tx=3:commit=300")])
+    erp.apply([em(target("480.00"), "psa:lsn=200:tx=2:commit=200")])  # older, applied later
+    # the sums end right: only the order is wrong
+    erp.apply([em(None, "psa:lsn=400:tx=4:commit=400")])
     result = CliRunner().invoke(billsync, ["recon", "audit", "--json"])
     assert result.exit_code == 1, result.output
     out = json.loads(result.output)
@@ -64,9 +65,9 @@ def test_positions_going_backwards_fail_the_audit(erp: ErpWriter) -> None:
             "item": "timesheet:7",
             "source": "psa",
             "previous_seq": 0,
-            "previous": "psa:lsn=300:tx=3",
+            "previous": "psa:lsn=300:tx=3:commit=300",
             "seq": 1,
-            "position": "psa:lsn=200:tx=2",
+            "position": "psa:lsn=200:tx=2:commit=200",
         }
     ]
     table = CliRunner().invoke(billsync, ["recon", "audit"])

@@ -33,15 +33,15 @@ def found(*entries: tuple[str, int, str | None]) -> list[tuple[str, str, int, in
 
 CASES: dict[str, tuple[list[tuple[str, int, str | None]], list[tuple[str, str, int, int]]]] = {
     "forward in lsn": (
-        [("1", 0, "psa:lsn=100:tx=1"), ("1", 1, "psa:lsn=200:tx=2")],
+        [("1", 0, "psa:lsn=100:tx=1:commit=100"), ("1", 1, "psa:lsn=200:tx=2:commit=200")],
         [],
     ),
     "backwards in lsn": (
-        [("1", 0, "psa:lsn=200:tx=2"), ("1", 1, "psa:lsn=100:tx=1")],
+        [("1", 0, "psa:lsn=200:tx=2:commit=200"), ("1", 1, "psa:lsn=100:tx=1:commit=100")],
         [("timesheet:1", "psa", 0, 1)],
     ),
     "one change posting two entries (same position)": (
-        [("1", 0, "psa:lsn=100:tx=1"), ("1", 1, "psa:lsn=100:tx=1")],
+        [("1", 0, "psa:lsn=100:tx=1:commit=100"), ("1", 1, "psa:lsn=100:tx=1:commit=100")],
         [],
     ),
     # the transaction that began first (lower LSN) committed last: commit order decides
@@ -62,22 +62,29 @@ CASES: dict[str, tuple[list[tuple[str, int, str | None]], list[tuple[str, str, i
         [],
     ),
     "sources are never compared with each other": (
-        [("1", 0, "psa:lsn=900:tx=9"), ("1", 1, "crm:mariadb-bin.000001:4:row=0"),
-         ("1", 2, "erp:lsn=10:tx=1"), ("1", 3, "psa:lsn=901:tx=9")],
+        [("1", 0, "psa:lsn=900:tx=9:commit=900"), ("1", 1, "crm:mariadb-bin.000001:4:row=0"),
+         ("1", 2, "erp:lsn=10:tx=1:commit=10"), ("1", 3, "psa:lsn=901:tx=9:commit=901")],
         [],
     ),
     "non-source positions are skipped": (
-        [("1", 0, "psa:lsn=500:tx=5"), ("1", 1, "mappings-changed"), ("1", 2, None),
-         ("1", 3, "psa:lsn=600:tx=6")],
+        [("1", 0, "psa:lsn=500:tx=5:commit=500"), ("1", 1, "mappings-changed"), ("1", 2, None),
+         ("1", 3, "psa:lsn=600:tx=6:commit=600")],
         [],
     ),
     "compared with the newest so far, not just the previous entry": (
-        [("1", 0, "psa:lsn=500:tx=5"), ("1", 1, "psa:lsn=100:tx=1"), ("1", 2, "psa:lsn=200:tx=2"),
-         ("1", 3, "psa:lsn=700:tx=7")],
+        [("1", 0, "psa:lsn=500:tx=5:commit=500"), ("1", 1, "psa:lsn=100:tx=1:commit=100"),
+         ("1", 2, "psa:lsn=200:tx=2:commit=200"), ("1", 3, "psa:lsn=700:tx=7:commit=700")],
         [("timesheet:1", "psa", 0, 1), ("timesheet:1", "psa", 0, 2)],
     ),
+    # read at a point of the stream, not committed in it (a re-snapshot after a reopen), or
+    # written before commit LSNs were recorded: not in the commit order, skipped
+    "PostgreSQL positions without a commit LSN are skipped": (
+        [("1", 0, "psa:lsn=500:tx=5:commit=500"), ("1", 1, "psa:lsn=100:tx=1"),
+         ("1", 2, "psa:lsn=600:tx=6:commit=600")],
+        [],
+    ),
     "items are never compared with each other": (
-        [("1", 0, "psa:lsn=500:tx=5"), ("2", 0, "psa:lsn=100:tx=1")],
+        [("1", 0, "psa:lsn=500:tx=5:commit=500"), ("2", 0, "psa:lsn=100:tx=1:commit=100")],
         [],
     ),
 }  # fmt: skip
@@ -114,12 +121,12 @@ def erp() -> tuple[Engine, ErpWriter]:
 def test_a_ledger_written_out_of_commit_order_is_found() -> None:
     """The writer posts what it is given: a stale change applied after a newer one shows."""
     db, writer = erp()
-    writer.apply([em(target("960.00"), "psa:lsn=300:tx=3")])
-    writer.apply([em(target("480.00"), "psa:lsn=200:tx=2")])  # older, applied later
-    writer.apply([em(target("240.00"), "psa:lsn=400:tx=4")])
+    writer.apply([em(target("960.00"), "psa:lsn=300:tx=3:commit=300")])
+    writer.apply([em(target("480.00"), "psa:lsn=200:tx=2:commit=200")])  # older, applied later
+    writer.apply([em(target("240.00"), "psa:lsn=400:tx=4:commit=400")])
     with db.connect() as conn:
         assert [(r.previous, r.seq, r.position) for r in check(conn)] == [
-            ("psa:lsn=300:tx=3", 1, "psa:lsn=200:tx=2")
+            ("psa:lsn=300:tx=3:commit=300", 1, "psa:lsn=200:tx=2:commit=200")
         ]
 
 
@@ -130,9 +137,9 @@ def test_the_query_orders_by_item_and_seq() -> None:
     entry = {"contract_id": "C1", "amount": zero, "tax_amount": zero, "entry_type": "charge",
              "created_at": NOW}  # fmt: skip
     inserted = [
-        ("9", 1, "psa:lsn=50:tx=5"),
-        ("8", 0, "psa:lsn=1:tx=1"),
-        ("9", 0, "psa:lsn=90:tx=9"),
+        ("9", 1, "psa:lsn=50:tx=5:commit=50"),
+        ("8", 0, "psa:lsn=1:tx=1:commit=1"),
+        ("9", 0, "psa:lsn=90:tx=9:commit=90"),
     ]
     with db.begin() as conn:
         for sid, seq, pos in inserted:
