@@ -232,14 +232,21 @@ class TxOrderer:
         return last.tx is None or last.tx.id != tx_id
 
     def _blocked_by_orphan(self, head: _Open) -> str | None:
-        """The id of a transaction without END in front of the head's events, if any."""
-        for q in self._queues.values():
+        """The id of a transaction without END in front of the head's events, if any. O(number
+        of queues): whether the head has events in a queue is in its per-collection counts
+        (every event of a transaction not released yet is in a queue), never a queue scan —
+        while a consumer reads a table topic far ahead of the transaction topic, queues hold
+        thousands of events and a scan per record made the stage quadratic."""
+        held = self._got.get(head.marker.id)
+        if not held:
+            return None
+        for key, q in self._queues.items():
             first = q[0] if q else None
             if first is None or first.tx is None or first.tx.id == head.marker.id:
                 continue
             if first.tx.id in self._ended:
                 continue  # a later transaction's events: it waits for its turn
-            if any(c.tx is not None and c.tx.id == head.marker.id for c in q):
+            if held.get(self._collection[key], 0) > 0:
                 return first.tx.id  # its END never came, the head's events sit behind it
         return None
 
