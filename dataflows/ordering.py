@@ -163,8 +163,10 @@ class TxOrderer:
             need = {c: n for c, n in item.collections if c in self.collections and n > 0}
             if not need:
                 return []  # a transaction of tables the flow does not read
-            if item.id in self._ended or item.id in self._released:
-                return []  # delivered again
+            if item.id in self._ended:
+                return []  # delivered again while waiting
+            if item.id in self._released and not self._got.get(item.id):
+                return []  # delivered again, without its events (a marker from billing.dlq)
             self._ends.append(_Open(item, need))
             self._ended.add(item.id)
             return self._release()

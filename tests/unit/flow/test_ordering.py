@@ -235,3 +235,15 @@ def test_a_table_topic_read_far_ahead_of_the_transaction_topic_stays_linear() ->
         units += orderer.feed(item)
     assert len(units) == n + 1 and orderer.waiting() == 0
     assert time.perf_counter() - began < 10.0  # quadratic: 20k x 20k queue scans
+
+
+def test_a_transaction_delivered_again_whole_is_released_again() -> None:
+    """After a Connect restart Debezium re-sends a transaction, events and END: it goes
+    through again (the engine ignores its stale changes) instead of blocking its topic."""
+    topics = history([[0], [0]])
+    first, second = topics[f"psa.{COLLECTIONS[0]}"]
+    _, end1, _, end2 = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert [u.changes for u in orderer.feed(first) + orderer.feed(end1)] == [(first,)]
+    assert [u.changes for u in orderer.feed(first) + orderer.feed(end1)] == [(first,)]
+    assert [u.changes for u in orderer.feed(second) + orderer.feed(end2)] == [(second,)]
