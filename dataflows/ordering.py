@@ -227,11 +227,13 @@ class TxOrderer:
     @staticmethod
     def _later_in(q: deque[Queued], tx_id: str) -> bool:
         """Whether the queue holds an event after the transaction's (whose events, if any,
-        are at its front, contiguous): it is enough to look at the last one."""
-        if not q:
-            return False
-        last = q[-1]
-        return last.tx is None or last.tx.id != tx_id
+        are at its front): it is enough to look at the last one that is not a tombstone (a
+        tombstone follows its delete at once, inside the transaction's run)."""
+        for item in reversed(q):
+            if isinstance(item, Letter) and item.record is None:
+                continue
+            return item.tx is None or item.tx.id != tx_id
+        return False
 
     def _blocked_by_orphan(self, head: _Open) -> str | None:
         """The id of a transaction without END in front of the head's events, if any. O(number
@@ -253,23 +255,41 @@ class TxOrderer:
         return None
 
     def _take(self, tx_id: str, marker: TxMarker | None) -> Unit:
-        """Pop the transaction's events from the heads of the queues (they are contiguous
-        there) and make its unit."""
+        """Pop the transaction's events from the fronts of the queues and make its unit.
+
+        Its events are at the front of each queue, but not always next to each other: the
+        tombstone of each delete follows it at once, inside the run (and a dead letter may be
+        one of its own events). What sits between two of its events goes with it: in
+        partition order, nothing overtakes anything."""
+        held = self._got.pop(tx_id, {})
         changes: list[Change] = []
+        inline: list[Change] = []
+        letters: list[dict[str, Any]] = []
         covers: dict[str, int] = {}
         for key, q in self._queues.items():
-            while q and q[0].tx is not None and q[0].tx.id == tx_id:
-                c = q.popleft()
-                assert isinstance(c, Change)
-                changes.append(c)
-                covers[key] = max(covers.get(key, -1), c.offset or 0)
+            left = held.get(self._collection[key], 0)
+            while q and left > 0:
+                c = q[0]
+                if c.tx is not None and c.tx.id != tx_id:
+                    break  # another transaction's: this one's missing events never came
+                q.popleft()
+                if isinstance(c, Letter):
+                    if c.record is not None:
+                        letters.append(c.record)
+                elif c.tx is None:
+                    inline.append(c)
+                else:
+                    changes.append(c)
+                    left -= 1
+                if c.offset is not None:
+                    covers[key] = max(covers.get(key, -1), c.offset)
         if marker is not None:
             key = partition_key(marker.topic, marker.partition)
             covers[key] = max(covers.get(key, -1), marker.offset)
-        self._got.pop(tx_id, None)
         self._released.append(tx_id)
         changes.sort(key=lambda c: c.tx.total_order if c.tx is not None else 0)
-        return Unit(self.source, tuple(changes), tx_id, tuple(sorted(covers.items())))
+        return Unit(self.source, (*changes, *inline), tx_id, tuple(sorted(covers.items())),
+                    tuple(letters))  # fmt: skip
 
 
 def _single(source: str, item: Queued) -> Unit:

@@ -25,10 +25,16 @@ def _row(key: str) -> Project:
     return Project(key)
 
 
-def history(txs: list[list[int]], reads: int = 0) -> dict[str, list[Change | TxMarker]]:
+Item = Change | TxMarker | Letter
+
+
+def history(
+    txs: list[list[int]], reads: int = 0, tombstones: bool = False
+) -> dict[str, list[Item]]:
     """Topics for ``reads`` snapshot reads (on the first collection) then ``txs`` (each a list
-    of collection indexes, one event each)."""
-    out: dict[str, list[Change | TxMarker]] = {}
+    of collection indexes, one event each). ``tombstones``: every second event of a
+    transaction is a delete, followed at once by its Kafka tombstone (inside the run)."""
+    out: dict[str, list[Item]] = {}
     lsn = [0]
 
     def add(collection: str, key: str, op: Op, tx: TxRef | None) -> None:
@@ -60,7 +66,12 @@ def history(txs: list[list[int]], reads: int = 0) -> dict[str, list[Change | TxM
         tx = f"{n}:{1000 + n}"
         counts: dict[str, int] = {}
         for order, c in enumerate(colls, start=1):
-            add(COLLECTIONS[c], f"K{n}-{order}", Op.UPDATE, TxRef(tx, order))
+            delete = tombstones and order % 2 == 0
+            op = Op.DELETE if delete else Op.UPDATE
+            add(COLLECTIONS[c], f"K{n}-{order}", op, TxRef(tx, order))
+            if delete:
+                topic = f"psa.{COLLECTIONS[c]}"
+                out[topic].append(Letter(None, topic, 0, offset(topic)))
             counts[COLLECTIONS[c]] = counts.get(COLLECTIONS[c], 0) + 1
         out.setdefault(TX_TOPIC, []).append(
             TxMarker("psa", "BEGIN", tx, None, (), TX_TOPIC, 0, offset(TX_TOPIC))
@@ -80,13 +91,10 @@ def history(txs: list[list[int]], reads: int = 0) -> dict[str, list[Change | TxM
     return out
 
 
-Item = Change | TxMarker
-
-
 def interleave(topics: dict[str, list[Item]], picks: list[int]) -> list[Item]:
     """Merge the topics, keeping each topic's order; ``picks`` chooses the next topic."""
     heads = {t: 0 for t in topics}
-    out: list[Change | TxMarker] = []
+    out: list[Item] = []
     i = 0
     while True:
         live = [t for t in sorted(topics) if heads[t] < len(topics[t])]
@@ -98,7 +106,7 @@ def interleave(topics: dict[str, list[Item]], picks: list[int]) -> list[Item]:
         heads[t] += 1
 
 
-def feed(items: list[Change | TxMarker], transactional: bool = True) -> list[Unit]:
+def feed(items: list[Item], transactional: bool = True) -> list[Unit]:
     orderer = TxOrderer("psa", frozenset(COLLECTIONS), transactional)
     units: list[Unit] = []
     for item in items:
@@ -111,11 +119,16 @@ TXS = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=4), min_size=1, 
 
 
 @settings(max_examples=300, deadline=None)
-@given(txs=TXS, reads=st.integers(0, 3), picks=st.lists(st.integers(0, 5), max_size=60))
+@given(
+    txs=TXS,
+    reads=st.integers(0, 3),
+    picks=st.lists(st.integers(0, 5), max_size=60),
+    tombstones=st.booleans(),
+)
 def test_any_interleaving_gives_whole_transactions_in_commit_order(
-    txs: list[list[int]], reads: int, picks: list[int]
+    txs: list[list[int]], reads: int, picks: list[int], tombstones: bool
 ) -> None:
-    units = feed(interleave(history(txs, reads), picks))
+    units = feed(interleave(history(txs, reads, tombstones), picks))
     tx_units = [u for u in units if u.tx_id is not None]
     assert [u.tx_id for u in tx_units] == [f"{n}:{1000 + n}" for n in range(len(txs))]
     for n, u in enumerate(tx_units):
