@@ -455,7 +455,9 @@ class ErpWriter:
         entries: list[LedgerEntry] = []
         ledger_rows: list[dict[str, Any]] = []
         outbox: list[tuple[int, dict[str, Any]]] = []  # (emission index, row): emission order
-        dirty: dict[tuple[str, str], str | None] = {}
+        # per (project, period): the latest step that touched it, in stream order (so the
+        # recon key carries the same position however the stream was cut into batches)
+        dirty: dict[tuple[str, str], _Step] = {}
         upserts: list[dict[str, Any]] = []
         deletes: list[LineKey] = []
         events = 0
@@ -468,6 +470,7 @@ class ErpWriter:
             newest = last_entry.get(key)
             before = old  # the line state before the step: stored, then each step's
             changed = False
+            last_change = steps[0] if steps else chain[-1]
             for n, step in enumerate(steps):
                 row = (
                     line_row(step.target, step.position, now, final_period)
@@ -486,7 +489,7 @@ class ErpWriter:
                     record = transaction_record(e, step.position, now, into)
                     outbox.append((step.index, _outbox(TRANSACTIONS_TOPIC, topic_key, record, now)))
                     if e.period is not None:
-                        dirty[(e.project_id or "", e.period)] = step.position
+                        _touch(dirty, (e.project_id or "", e.period), step)
                 if _same_line(before, row):
                     continue
                 if n == 0 and _reopens(step) and old is not None and old["final"]:
@@ -501,6 +504,7 @@ class ErpWriter:
                     outbox.append((step.index, _outbox(EXCEPTIONS_TOPIC, topic_key, event, now)))
                 before = row
                 changed = True
+                last_change = step
             if not changed:
                 continue  # the state is as stored (a replay, or amounts only moved and back)
             # the row of the step that last changed the state, with that step's position
@@ -511,7 +515,7 @@ class ErpWriter:
                 upserts.append(before)
             for r in (old, before):
                 if r is not None and r["period"] is not None:
-                    dirty[(r["project_id"] or "", r["period"])] = chain[-1].position
+                    _touch(dirty, (r["project_id"] or "", r["period"]), last_change)
 
         if ledger_rows:
             conn.execute(insert(t.erp_billing_transactions), ledger_rows)
@@ -520,7 +524,7 @@ class ErpWriter:
         if outbox:
             outbox.sort(key=lambda r: r[0])  # stable: per emission, transactions then events
             conn.execute(insert(t.billing_outbox), [row for _, row in outbox])
-        self._mark_dirty(conn, dirty)
+        self._mark_dirty(conn, {k: step.position for k, step in dirty.items()})
         return BatchResult(len(upserts) + len(deletes), tuple(entries), events, n_sched)
 
     def _stored_lines(self, conn: Connection, keys: list[LineKey]) -> dict[LineKey, dict[str, Any]]:
@@ -631,6 +635,13 @@ class _Step:
     @property
     def position(self) -> str | None:
         return self.emission.source_position
+
+
+def _touch(dirty: dict[tuple[str, str], _Step], key: tuple[str, str], step: _Step) -> None:
+    """``key`` was touched by ``step``: keep the latest step in stream order."""
+    held = dirty.get(key)
+    if held is None or step.index > held.index:
+        dirty[key] = step
 
 
 def _same_state(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
