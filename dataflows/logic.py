@@ -23,6 +23,7 @@ from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
 from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
+from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
 from sinks.erp.writer import Emission, Progress
 
@@ -111,6 +112,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
 
     def _apply(self, value: Unit, out: list[Output]) -> None:
         """One unit: its emissions, its dead letters, then its Progress, onto ``out``."""
+        PROGRESS.work()  # working, not stalled (ops/watchdog.py)
         engine = self._engine
         closed = engine.closed_through
         deltas = engine.apply_unit(value.changes)

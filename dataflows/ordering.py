@@ -148,7 +148,7 @@ class TxOrderer:
     _got: dict[str, dict[str, int]] = field(default_factory=dict)  # tx id -> collection -> n
     # ids of the latest released transactions: an END delivered again (a Connect restart, a
     # marker replayed from billing.dlq) is dropped instead of waiting for its events
-    _released: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT))
+    _released: dict[str, None] = field(default_factory=dict)  # insertion order: oldest first
 
     def waiting(self) -> int:
         """Changes held back (for metrics and the stall report)."""
@@ -286,7 +286,9 @@ class TxOrderer:
         if marker is not None:
             key = partition_key(marker.topic, marker.partition)
             covers[key] = max(covers.get(key, -1), marker.offset)
-        self._released.append(tx_id)
+        self._released[tx_id] = None
+        if len(self._released) > RECENT:
+            del self._released[next(iter(self._released))]
         changes.sort(key=lambda c: c.tx.total_order if c.tx is not None else 0)
         return Unit(self.source, (*changes, *inline), tx_id, tuple(sorted(covers.items())),
                     tuple(letters))  # fmt: skip

@@ -1,7 +1,8 @@
-"""Where the flow has got to: the last offset decoded per partition, and when.
+"""Where the flow has got to: the last offset decoded per partition, and when; and when the
+billing step or the ERP writer last did work.
 
-Written by the decode step (one dict store per record), read by the stall watchdog of
-``billsync run`` (``ops/watchdog.py``).
+Written by the decode step (one dict store per record), the billing step (per unit) and the
+sink (per batch), read by the stall watchdog of ``billsync run`` (``ops/watchdog.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ class Progress:
         self.offsets: dict[tuple[str, int], int] = {}
         self.last_at = time.monotonic()
         self.epoch_at = time.monotonic()  # last epoch close of an input partition
+        self.work_at = time.monotonic()  # last unit applied or ERP batch written
+
+    def work(self) -> None:
+        self.work_at = time.monotonic()
 
     def epoch(self) -> None:
         self.epoch_at = time.monotonic()

@@ -3,7 +3,10 @@
 Bytewax 0.21.1 was seen, rarely, to stop closing epochs while busy at 100 % CPU
 (ARCHITECTURE.md, "Known issues"): nothing more is consumed or written. The watchdog exits
 when no input partition closed an epoch for ``stall_s`` seconds (epochs close every snapshot
-interval, idle or not; the partitions report it, ``ops/runner.py``), or when records wait on a
+interval, idle or not; the partitions report it, ``ops/runner.py``) and the billing step
+applied no unit and the writer wrote no batch meanwhile (one epoch can carry minutes of work
+in a catch-up: the ordering stage releases a backlog of transactions when their ENDs are
+read), or when records wait on a
 partition the flow has read and nothing was decoded for ``stall_s``. It logs
 ``stall_detected`` and exits with
 :data:`STALL_EXIT`, so the supervisor (systemd, compose ``restart:``) restarts it — a restart
@@ -50,14 +53,25 @@ def waiting(progress: Progress, consumer: Consumer) -> dict[str, int]:
     return out
 
 
+def epoch_stall(progress: Progress, now: float, stall_s: float) -> float | None:
+    """Seconds without an epoch close, when that is a stall; None otherwise. Epochs close every
+    snapshot interval, idle or not — unless one epoch carries more work than that (a
+    catch-up: the ordering stage releases a backlog of transactions at once): a flow that
+    applied a unit or wrote a batch within ``stall_s`` is working, not stalled."""
+    no_epoch = now - progress.epoch_at
+    if no_epoch >= stall_s and now - progress.work_at >= stall_s:
+        return no_epoch
+    return None
+
+
 def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5.0) -> None:
     def run() -> None:
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billsync-watchdog"})
         while True:
             time.sleep(every_s)
             now = time.monotonic()
-            no_epoch = now - progress.epoch_at
-            if no_epoch >= stall_s:  # epochs close every snapshot interval, idle or not
+            no_epoch = epoch_stall(progress, now, stall_s)
+            if no_epoch is not None:
                 log.error("stall_detected", no_epoch_close_s=round(no_epoch), exit=STALL_EXIT)
                 os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
             idle = now - progress.last_at

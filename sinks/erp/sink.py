@@ -51,6 +51,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
 from dataflows.errors import DeliveryError
+from dataflows.progress import PROGRESS
 from sinks.erp import recon
 from sinks.erp.replay import Action, Coalesced, GateState, ReplayGate
 from sinks.erp.writer import BatchResult, Emission, ErpWriter, Progress
@@ -169,6 +170,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
+            PROGRESS.work()  # working, not stalled (ops/watchdog.py)
             if isinstance(action, Coalesced):
                 result = self._writer.apply_coalesced(
                     action.lines,

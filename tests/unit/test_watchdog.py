@@ -32,3 +32,18 @@ def test_caught_up_flow_is_not_a_stall() -> None:
     p = Progress()
     p.note("psa.public.timesheets", 0, 49)
     assert waiting(p, Watermarks({("psa.public.timesheets", 0): 50})) == {}  # type: ignore[arg-type]
+
+
+def test_no_epoch_close_is_a_stall_only_when_no_work_was_done_either() -> None:
+    """A catch-up can put minutes of work in one epoch (the ordering stage releases a backlog
+    of transactions when their ENDs are read): units applied meanwhile mean working."""
+    from dataflows.progress import Progress as FlowProgress
+    from ops.watchdog import epoch_stall
+
+    p = FlowProgress()
+    p.epoch_at, p.work_at = 100.0, 100.0
+    assert epoch_stall(p, 120.0, 30.0) is None
+    assert epoch_stall(p, 131.0, 30.0) == 31.0  # neither an epoch nor work: stalled
+    p.work_at = 125.0
+    assert epoch_stall(p, 131.0, 30.0) is None  # busy applying a backlog
+    assert epoch_stall(p, 156.0, 30.0) == 56.0
