@@ -20,7 +20,11 @@ from typing import Any
 from fastavro import parse_schema, schemaless_writer
 
 from dataflows.cdc.wire import frame
+from ops.bench import debezium as bench
 
+# the ``transaction`` block and the ``<prefix>.transaction`` value: one copy, the bench's
+TX_BLOCK = bench.TX_BLOCK
+TX_VALUE = bench.TX_VALUE
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -241,58 +245,6 @@ MARIA_SOURCE = {
 
 def is_pg(table: str) -> bool:
     return table in PG_TABLES or table in ERP_TABLES
-
-
-# the ``transaction`` field of an envelope (Debezium's ``event.block``)
-TX_BLOCK = {
-    "type": "record",
-    "name": "block",
-    "namespace": "event",
-    "fields": [
-        {"name": "id", "type": "string"},
-        {"name": "total_order", "type": "long"},
-        {"name": "data_collection_order", "type": "long"},
-    ],
-    "connect.version": 1,
-    "connect.name": "event.block",
-}
-
-# the value schema of ``<prefix>.transaction`` as the local stack's registry holds it
-TX_VALUE = {
-    "type": "record",
-    "name": "TransactionMetadataValue",
-    "namespace": "io.debezium.connector.common",
-    "fields": [
-        {"name": "status", "type": "string"},
-        {"name": "id", "type": "string"},
-        {"name": "event_count", **_opt("long")},
-        {
-            "name": "data_collections",
-            **_opt(
-                {
-                    "type": "array",
-                    "items": [
-                        "null",
-                        {
-                            "type": "record",
-                            "name": "collection",
-                            "namespace": "event",
-                            "fields": [
-                                {"name": "data_collection", "type": "string"},
-                                {"name": "event_count", "type": "long"},
-                            ],
-                            "connect.version": 1,
-                            "connect.name": "event.collection",
-                        },
-                    ],
-                }
-            ),
-        },
-        {"name": "ts_ms", "type": "long"},
-    ],
-    "connect.version": 1,
-    "connect.name": "io.debezium.connector.common.TransactionMetadataValue",
-}
 
 
 def tx_marker(
