@@ -18,7 +18,16 @@ transaction:
   or dead-lettered because they could not be decoded: those went to ``billing.dlq``);
 - a transaction whose END will never come (its events sit in front of a released END's
   events in a queue: the markers of a transaction the connector began before it had
-  metadata) is released as it stands, in front.
+  metadata) is released as it stands, in front;
+- a record delivered again (Debezium is at-least-once: after a Connect or broker restart it
+  re-sends what it wrote since its last offset flush, events and markers, read in any
+  interleaving with the originals) never waits and never blocks. Each partition is written
+  in commit order, so an event whose commit order is not after the latest one its partition
+  gave is a re-delivery, and so is an END not after the latest END of its lane
+  (``TxMarker.order``); an event of a transaction already released is one too (the last
+  :data:`RECENT` ids, for positions without a commit order). A re-delivered event goes
+  through in its place as a unit of its own (the engine ignores a change not newer than
+  what it holds: SPEC 4, replays post nothing new); a re-delivered END is dropped.
 
 Collections the flow does not read (other schemas' period tables, the signal tables) are not
 counted. A source whose transaction topic the flow does not read has no transactions: each
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from dataflows.cdc.change import Change, TxMarker
@@ -74,7 +83,29 @@ class Letter:
         )
 
 
-Queued = Change | Letter
+@dataclass(frozen=True, slots=True)
+class Again:
+    """An event delivered again, in its place in its partition's queue: released as a unit of
+    its own when it reaches the front, never counted for its transaction, never a "later
+    event" of a queue."""
+
+    change: Change
+    tx: None = None
+
+    @property
+    def topic(self) -> str | None:
+        return self.change.topic
+
+    @property
+    def partition(self) -> int | None:
+        return self.change.partition
+
+    @property
+    def offset(self) -> int | None:
+        return self.change.offset
+
+
+Queued = Change | Letter | Again
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +180,22 @@ class TxOrderer:
     # ids of the latest released transactions: an END delivered again (a Connect restart, a
     # marker replayed from billing.dlq) is dropped instead of waiting for its events
     _released: dict[str, None] = field(default_factory=dict)  # insertion order: oldest first
+    # per input partition, the commit order of the latest transaction event it gave; an event
+    # not after it is a re-delivery
+    _tail: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _end_high: dict[str, int] = field(default_factory=dict)  # lane -> latest END's order
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        """A snapshot written before a field existed loads with that field's default."""
+        _, slots = state
+        for f in fields(self):
+            if f.name in slots:
+                value = slots[f.name]
+            elif f.default_factory is not MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            setattr(self, f.name, value)
 
     def waiting(self) -> int:
         """Changes held back (for metrics and the stall report)."""
@@ -160,31 +207,61 @@ class TxOrderer:
         if isinstance(item, TxMarker):
             if item.status != END:
                 return []  # BEGIN: an END follows with everything needed
+            if self._end_again(item):
+                return []  # delivered again (a Connect restart, a marker from billing.dlq)
             need = {c: n for c, n in item.collections if c in self.collections and n > 0}
             if not need:
                 return []  # a transaction of tables the flow does not read
-            if item.id in self._ended:
-                return []  # delivered again while waiting
-            if item.id in self._released and not self._got.get(item.id):
-                return []  # delivered again, without its events (a marker from billing.dlq)
             self._ends.append(_Open(item, need))
             self._ended.add(item.id)
             return self._release()
         key = partition_key(item.topic, item.partition)
         q = self._queues.get(key)
+        queued: Queued = item
         loose = isinstance(item, Letter) or not self.transactional or item.tx is None
+        if isinstance(item, Change) and not loose and self._event_again(key, item):
+            queued, loose = Again(item), True
         if loose and not q:
-            return [_single(self.source, item)]  # fast path: nothing in front of it
+            return [_single(self.source, queued)]  # fast path: nothing in front of it
         if q is None:
             q = self._queues[key] = deque()
             self._collection[key] = item.collection or ""
-        q.append(item)
+        q.append(queued)
         if not loose:
             assert isinstance(item, Change) and item.tx is not None
             got = self._got.setdefault(item.tx.id, {})
             coll = item.collection or ""
             got[coll] = got.get(coll, 0) + 1
         return self._release()
+
+    def _end_again(self, end: TxMarker) -> bool:
+        """Whether an END was delivered before: it is waiting or released, or it is not after
+        the latest END of its lane (the transaction topic is in commit order)."""
+        if end.id in self._ended or end.id in self._released:
+            return True
+        if end.order is None:
+            return False
+        lane, n = end.order
+        high = self._end_high.get(lane)
+        if high is not None and n <= high:
+            return True
+        self._end_high[lane] = n
+        return False
+
+    def _event_again(self, key: str, change: Change) -> bool:
+        """Whether a transaction event was delivered before: its transaction was released, or
+        its commit order is not after the latest event of its partition's."""
+        assert change.tx is not None
+        if change.tx.id in self._released and change.tx.id not in self._ended:
+            return True
+        order = change.position.commit_order()
+        if order is None:
+            return False
+        tail = self._tail.get(key)
+        if tail is not None and order <= tail:
+            return True
+        self._tail[key] = order
+        return False
 
     def _release(self) -> list[Unit]:
         out: list[Unit] = []
@@ -230,7 +307,7 @@ class TxOrderer:
         are at its front): it is enough to look at the last one that is not a tombstone (a
         tombstone follows its delete at once, inside the transaction's run)."""
         for item in reversed(q):
-            if isinstance(item, Letter) and item.record is None:
+            if (isinstance(item, Letter) and item.record is None) or isinstance(item, Again):
                 continue
             return item.tx is None or item.tx.id != tx_id
         return False
@@ -268,6 +345,8 @@ class TxOrderer:
         covers: dict[str, int] = {}
         for key, q in self._queues.items():
             left = held.get(self._collection[key], 0)
+            if marker is None and q and q[0].tx is not None and q[0].tx.id == tx_id:
+                left = len(q)  # a transaction without END: its whole run, counted or not
             while q and left > 0:
                 c = q[0]
                 if c.tx is not None and c.tx.id != tx_id:
@@ -276,6 +355,8 @@ class TxOrderer:
                 if isinstance(c, Letter):
                     if c.record is not None:
                         letters.append(c.record)
+                elif isinstance(c, Again):
+                    inline.append(c.change)
                 elif c.tx is None:
                     inline.append(c)
                 else:
@@ -300,4 +381,6 @@ def _single(source: str, item: Queued) -> Unit:
     if isinstance(item, Letter):
         letters = (item.record,) if item.record is not None else ()
         return Unit(source, (), None, covers, letters)
+    if isinstance(item, Again):
+        return Unit(source, (item.change,), None, covers)
     return Unit(source, (item,), None, covers)

@@ -148,7 +148,12 @@ class TxMarker:
     ``event_count`` = the sum of ``collections`` (the edge refuses anything else), in the
     order Debezium wrote them; it counts every captured table of the connector, so a
     collection the flow does not read (``public.debezium_signal``) can appear, and a
-    transaction with no captured change (a heartbeat) ends with 0 events."""
+    transaction with no captured change (a heartbeat) ends with 0 events.
+
+    ``order``: the marker's place in the source's commit order, ``(lane, n)``, comparable
+    with the other markers of its lane: PostgreSQL ``("", LSN)`` (an END's id carries its
+    commit LSN), MariaDB ``("<domain>", GTID sequence)``; None for an id of another form.
+    An END not after the latest END of its lane is one delivered again."""
 
     source: str
     status: str  # "BEGIN" | "END"
@@ -158,6 +163,7 @@ class TxMarker:
     topic: str
     partition: int
     offset: int
+    order: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,22 @@ def transaction_prefix(topic: str) -> str | None:
     return prefix
 
 
+_MARIADB_GTID = re.compile(r"([0-9]+)-[0-9]+-([0-9]+)")
+
+
+def marker_order(raw: str) -> tuple[str, int] | None:
+    """A marker's place in commit order from the id Debezium wrote (``TxMarker.order``):
+    ``"571:53195832"`` -> ``("", 53195832)`` (PostgreSQL: an END's LSN is its commit's, seen
+    on the stack: it equals the next transaction's ``source.sequence`` last commit LSN);
+    ``"0-1-1134"`` -> ``("0", 1134)`` (MariaDB: GTID sequence numbers grow in binlog order
+    within a replication domain); None for any other id."""
+    pg = _PG_ID.fullmatch(raw)
+    if pg is not None:
+        return ("", int(raw.rsplit(":", 1)[1]))
+    gtid = _MARIADB_GTID.fullmatch(raw)
+    return (gtid.group(1), int(gtid.group(2))) if gtid is not None else None
+
+
 def transaction_id(raw: str) -> str:
     """The id of a source transaction from the id Debezium wrote (see the module doc):
     ``"571:53195832"`` (PostgreSQL xid:lsn) -> ``"571"``; a GTID is kept as it is."""
@@ -123,4 +139,5 @@ def build_marker(
         topic=topic,
         partition=partition,
         offset=offset,
+        order=marker_order(raw_id),
     )

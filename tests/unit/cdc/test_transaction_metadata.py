@@ -15,7 +15,12 @@ from dataflows.cdc.change import Change, SourcePosition, Tombstone, TxMarker, Tx
 from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import DictSchemaSource
-from dataflows.cdc.transaction import transaction_id, transaction_prefix, transaction_topic
+from dataflows.cdc.transaction import (
+    marker_order,
+    transaction_id,
+    transaction_prefix,
+    transaction_topic,
+)
 from dataflows.errors import RecordError
 from tests.unit.cdc import debezium_avro as dbz
 
@@ -137,7 +142,7 @@ def test_a_malformed_sequence_is_an_undecodable_record(sequence: str) -> None:
         (
             "psa.transaction",
             dbz.tx_marker("BEGIN", "9533:4618423008"),
-            TxMarker("psa", "BEGIN", "9533", None, (), "psa.transaction", 0, 3),
+            TxMarker("psa", "BEGIN", "9533", None, (), "psa.transaction", 0, 3, ("", 4618423008)),
         ),
         (
             "psa.transaction",
@@ -145,12 +150,13 @@ def test_a_malformed_sequence_is_an_undecodable_record(sequence: str) -> None:
             TxMarker(
                 "psa", "END", "9533", 3,
                 (("public.projects", 2), ("public.milestones", 1)), "psa.transaction", 0, 3,
+                ("", 4618428640),
             ),
         ),
         (
             "crm.transaction",
             dbz.tx_marker("BEGIN", "0-1-1134"),
-            TxMarker("crm", "BEGIN", "0-1-1134", None, (), "crm.transaction", 0, 3),
+            TxMarker("crm", "BEGIN", "0-1-1134", None, (), "crm.transaction", 0, 3, ("0", 1134)),
         ),
         (
             "crm.transaction",
@@ -159,18 +165,18 @@ def test_a_malformed_sequence_is_an_undecodable_record(sequence: str) -> None:
             TxMarker(
                 "crm", "END", "0-1-1134", 2,
                 (("crm.contract_amendments", 1), ("crm.contract_rates", 1)),
-                "crm.transaction", 0, 3,
+                "crm.transaction", 0, 3, ("0", 1134),
             ),
         ),
         (  # a heartbeat transaction: nothing captured
             "erp.transaction",
             dbz.tx_marker("END", "9536:4618429272", {}),
-            TxMarker("erp", "END", "9536", 0, (), "erp.transaction", 0, 3),
+            TxMarker("erp", "END", "9536", 0, (), "erp.transaction", 0, 3, ("", 4618429272)),
         ),
         (  # a third source
             "psa_eu.transaction",
             dbz.tx_marker("BEGIN", "5:6"),
-            TxMarker("psa_eu", "BEGIN", "5", None, (), "psa_eu.transaction", 0, 3),
+            TxMarker("psa_eu", "BEGIN", "5", None, (), "psa_eu.transaction", 0, 3, ("", 6)),
         ),
     ],
 )  # fmt: skip
@@ -314,3 +320,17 @@ def test_position_equality_includes_the_commit_lsn() -> None:
     a = _change("timesheets", sequence='["5","123456789"]').position
     assert a == SourcePosition("psa", lsn=123_456_789, commit_lsn=5, tx_id=777,
                                ts_ms=1_717_000_000_123)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "order"),
+    [
+        ("9533:4618428640", ("", 4618428640)),  # PostgreSQL: the END's commit LSN
+        ("0-1-1134", ("0", 1134)),  # MariaDB GTID: domain 0, sequence 1134
+        ("3-7-12", ("3", 12)),
+        ("3E11FA47-71CA-11E1-9E33-C80AA9429562:23", None),  # a MySQL GTID: not ordered here
+        ("abc", None),
+    ],
+)
+def test_marker_order_from_the_raw_id(raw: str, order: tuple[str, int] | None) -> None:
+    assert marker_order(raw) == order
