@@ -100,12 +100,10 @@ class Settings(BaseSettings):
     )
     # closes and reopens (SPEC 2b): the `erp` connector's topic of this ERP's schema
     periods_topic: str = "erp.public.accounting_periods"
-    # SPEC 4 whole transactions: read the connectors' transaction topics and apply each source
-    # transaction as one unit. Off by default for now: on the chaos tier (Connect and broker
-    # restarts re-sending transactions) the ordering stage was seen holding a source's
-    # records for good (ARCHITECTURE.md, known issues); commit order per partition, input
-    # progress and replays that post nothing new do not depend on it.
-    transactions: bool = False
+    # SPEC 4 whole transactions and commit order across a source's tables: read the
+    # connectors' transaction topics and apply each source transaction as one unit, in the
+    # source's commit order. Off: each change is its own unit, in arrival order across topics.
+    transactions: bool = True
     reference_dir: Path | None = None  # default: dataflows/reference (the versioned CSVs)
 
     # --- connectors (connectors/) ---------------------------------------------------------

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import update
 
 from ops.sourcedb import tables as src
@@ -33,7 +32,6 @@ D = Decimal
 
 
 def test_hold_and_approval_in_one_transaction_never_bill(
-    monkeypatch: pytest.MonkeyPatch,
     make_flow: Callable[[], Flow],
     erp_of: Callable[[Flow], Erp],
     sources: Sources,
@@ -41,7 +39,6 @@ def test_hold_and_approval_in_one_transaction_never_bill(
 ) -> None:
     base = 2 * 10**12 + int(time.time() * 1000) % 10**7 * 10_000
     control, approved = ("timesheet", str(base + 1)), ("timesheet", str(base + 2))
-    monkeypatch.setenv("BILLSYNC_TRANSACTIONS", "true")  # whole transactions (opt-in)
     flow = make_flow()
     flow.start()
     db = erp_of(flow)

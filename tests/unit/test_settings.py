@@ -91,6 +91,6 @@ def test_the_flow_reads_the_transaction_topics_of_its_sources(
     reads a table of are input too (`billsync run` subscribes, `billsync capture` records)."""
     s = Settings(**overrides)  # type: ignore[arg-type]  # test-only overrides
     assert s.transaction_topics == transaction_topics
-    assert s.input_topics == (*s.source_topics, s.periods_topic)  # off by default
-    on = Settings(**{**overrides, "transactions": True})  # type: ignore[arg-type]  # test overrides
-    assert on.input_topics == (*s.source_topics, s.periods_topic, *transaction_topics)
+    assert s.input_topics == (*s.source_topics, s.periods_topic, *transaction_topics)  # default
+    off = Settings(**{**overrides, "transactions": False})  # type: ignore[arg-type]  # test overrides
+    assert off.input_topics == (*s.source_topics, s.periods_topic)
