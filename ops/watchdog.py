@@ -8,7 +8,9 @@ applied no unit and the writer wrote no batch meanwhile (one epoch can carry min
 in a catch-up: the ordering stage releases a backlog of transactions when their ENDs are
 read), or when records wait on a
 partition the flow has read and nothing was decoded for ``stall_s``. It logs
-``stall_detected`` and exits with
+``stall_detected``, then — when ``py-spy`` is installed (the ``dev`` extra; root or
+``CAP_SYS_PTRACE``) — ``stall_stacks`` with every thread's Python and native stack
+(``py-spy dump --native``: which operator holds the epoch, issue 12), and exits with
 :data:`STALL_EXIT`, so the supervisor (systemd, compose ``restart:``) restarts it — a restart
 is exact (Bytewax recovery + the ERP writer's diff). Partitions not read yet by this process
 are not judged: their position is unknown here.
@@ -26,8 +28,12 @@ signal one process would have to share.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -64,6 +70,36 @@ def epoch_stall(progress: Progress, now: float, stall_s: float) -> float | None:
     return None
 
 
+def _py_spy() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")  # the venv's, whatever PATH says
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def dump_stacks(pid: int | None = None, timeout_s: float = 30.0) -> str | None:
+    """Every thread's Python and native stack of process ``pid`` (this one by default), by
+    ``py-spy dump --native``; None when py-spy is missing or cannot attach (not root, no
+    ``CAP_SYS_PTRACE``). For the stall report: where the worker spins."""
+    exe = _py_spy()
+    if exe is None:
+        return None
+    try:
+        res = subprocess.run(  # noqa: S603  # fixed argv: our py-spy, our own pid
+            [exe, "dump", "--native", "--pid", str(pid or os.getpid())],
+            capture_output=True, text=True, timeout=timeout_s, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"py-spy failed: {e}"
+    return res.stdout if res.returncode == 0 else f"py-spy exit {res.returncode}: {res.stderr}"
+
+
+def _exit_stalled(**facts: object) -> None:
+    log.error("stall_detected", **facts, exit=STALL_EXIT)
+    stacks = dump_stacks()
+    if stacks is not None:
+        log.error("stall_stacks", stacks=stacks)
+    os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
+
+
 def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5.0) -> None:
     def run() -> None:
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billsync-watchdog"})
@@ -72,14 +108,12 @@ def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5
             now = time.monotonic()
             no_epoch = epoch_stall(progress, now, stall_s)
             if no_epoch is not None:
-                log.error("stall_detected", no_epoch_close_s=round(no_epoch), exit=STALL_EXIT)
-                os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
+                _exit_stalled(no_epoch_close_s=round(no_epoch))
             idle = now - progress.last_at
             if idle < stall_s:
                 continue
             behind = waiting(progress, consumer)
             if behind and time.monotonic() - progress.last_at >= stall_s:
-                log.error("stall_detected", idle_s=round(idle), waiting=behind, exit=STALL_EXIT)
-                os._exit(STALL_EXIT)
+                _exit_stalled(idle_s=round(idle), waiting=behind)
 
     threading.Thread(target=run, name="billsync-watchdog", daemon=True).start()

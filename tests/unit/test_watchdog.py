@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from typing import Any
 
 from confluent_kafka import TopicPartition
 
 from dataflows.progress import Progress
+from ops import watchdog
 from ops.watchdog import waiting
 
 
@@ -47,3 +51,18 @@ def test_no_epoch_close_is_a_stall_only_when_no_work_was_done_either() -> None:
     p.work_at = 125.0
     assert epoch_stall(p, 131.0, 30.0) is None  # busy applying a backlog
     assert epoch_stall(p, 156.0, 30.0) == 56.0
+
+
+def test_the_stall_report_carries_native_stacks() -> None:
+    """Issue 12: a stall exit logs where every thread was (py-spy, from the dev extra)."""
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time\ndef parked():\n    time.sleep(60)\nparked()"]
+    )
+    try:
+        time.sleep(1.0)
+        stacks = watchdog.dump_stacks(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert stacks is not None, "py-spy is not installed (pip install -e '.[dev]')"
+    assert "parked" in stacks, stacks
