@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -200,9 +202,11 @@ class Flow:
         if self.proc is not None and self.proc.poll() == STALL_EXIT:
             # the flow's stall watchdog asked for a restart (ARCHITECTURE.md, known issues):
             # do what the supervisor does in production, and say so
-            print(f"flow exited {STALL_EXIT} (stall watchdog); restarted", flush=True)
+            stacks = self.stall_stacks()
+            print(f"flow exited {STALL_EXIT} (stall watchdog); restarted\n{stacks}", flush=True)
             supervision.record(
-                supervision.STALL_RESTART, f"flow {self.schema}, start #{self.starts}"
+                supervision.STALL_RESTART,
+                f"flow {self.schema}, start #{self.starts}; where it stood:\n{stacks}",
             )
             self._close_log()
             self.start()
@@ -236,6 +240,23 @@ class Flow:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def stall_stacks(self, frames: int = 40) -> str:
+        """The busiest part of the watchdog's ``stall_stacks`` report (py-spy) in the log: the
+        first ``frames`` lines of each thread that is not idle in a wait (issue 12)."""
+        if not self.log_path.exists():
+            return "(no log)"
+        for line in reversed(self.log_path.read_text(errors="replace").splitlines()):
+            if '"stall_stacks"' not in line:
+                continue
+            try:
+                text = str(json.loads(line).get("stacks", ""))
+            except ValueError:
+                return line[:4000]
+            threads = re.split(r"\n(?=Thread \d+ )", text)  # py-spy: "Thread <tid> (active): ..."
+            busy = [t for t in threads if "(active" in t] or threads
+            return "\n\n".join("\n".join(t.splitlines()[:frames]) for t in busy)
+        return "(no stall_stacks in the log: py-spy missing or not permitted)"
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
