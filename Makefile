@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check test test-unit demo demo-down stack-up stack-down clean
+.PHONY: help setup check test test-unit soak demo demo-down stack-up stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,10 +25,13 @@ check: setup ## lint (ruff) and type-check (mypy)
 	$(BIN)/mypy
 
 test-unit: setup ## unit tests only (no services)
-	$(BIN)/pytest -m "not integration and not e2e and not chaos and not replay"
+	$(BIN)/pytest -m "not integration and not e2e and not chaos and not replay and not soak"
 
 test: setup ## every test tier; the integration fixture installs and starts the local stack
 	$(BIN)/pytest
+
+soak: setup ## RUNS (default 30) short loaded flow runs; every stall or connector heal fails one
+	$(BIN)/pytest tests/soak --soak-runs $(or $(RUNS),30) -s
 
 demo: setup ## the whole pipeline on the local stack and a live billing story
 	$(BIN)/billsync demo

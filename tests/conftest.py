@@ -19,7 +19,23 @@ import structlog
 from tests import supervision
 
 HERE = Path(__file__).resolve().parent
-TIERS = ("unit", "replay", "integration", "e2e", "chaos")
+TIERS = ("unit", "replay", "integration", "e2e", "chaos", "soak")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-runs",
+        type=int,
+        default=0,
+        help="loaded flow runs of the soak tier (tests/soak; 0: the tier collects nothing)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The soak tier is opt-in (``make soak``): not collected at all without runs."""
+    if collection_path == HERE / "soak" and not config.getoption("soak_runs"):
+        return True
+    return None
 
 
 def _tier(item: pytest.Item) -> int:
