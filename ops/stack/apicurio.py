@@ -17,6 +17,10 @@ from ops.stack import jvm
 from ops.stack import topology as t
 from ops.stack.component import Component, Launch
 
+# Quarkus access-log fields: client, time, request line, status, bytes sent, milliseconds, and
+# the request's Upgrade / Connection headers (a JDK client asks to upgrade to h2c)
+ACCESS_LOG_PATTERN = '%h %t "%r" %s %b %Dms upgrade=%{i,Upgrade} connection=%{i,Connection}'
+
 
 class Apicurio(Component):
     name: ClassVar[str] = "apicurio"
@@ -59,6 +63,11 @@ class Apicurio(Component):
             "apicurio.rest.deletion.artifact-version.enabled": "true",
             "apicurio.rest.deletion.group.enabled": "true",
             "quarkus.log.console.format": "%d{HH:mm:ss,SSS} %-5p [%c{2.}] %s%e%n",
+            # issue 12: the access log is written when the response is done (the audit log
+            # before the body is), with the bytes sent and the time taken: a request the
+            # client never got an answer to shows which side it stopped on
+            "quarkus.http.access-log.enabled": "true",
+            "quarkus.http.access-log.pattern": ACCESS_LOG_PATTERN,
         }
         return Launch(
             argv=[

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ops.stack import apicurio
 from ops.stack import topology as t
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,3 +160,10 @@ def test_env_example_lists_every_variable_with_placeholders_only() -> None:
     )
     assert referenced == set(example)
     assert set(example.values()) == {"change-me"}
+
+
+def test_apicurio_access_log_matches(compose: dict[str, Any]) -> None:
+    """Issue 12: both topologies log each registry response when it is done, the same way."""
+    env = env_of(compose, "apicurio")
+    assert env["QUARKUS_HTTP_ACCESS_LOG_ENABLED"] == "true"
+    assert env["QUARKUS_HTTP_ACCESS_LOG_PATTERN"] == apicurio.ACCESS_LOG_PATTERN
