@@ -17,9 +17,12 @@ from ops.stack import jvm
 from ops.stack import topology as t
 from ops.stack.component import Component, Launch
 
-# Quarkus access-log fields: client, time, request line, status, bytes sent, milliseconds, and
-# the request's Upgrade / Connection headers (a JDK client asks to upgrade to h2c)
-ACCESS_LOG_PATTERN = '%h %t "%r" %s %b %Dms upgrade=%{i,Upgrade} connection=%{i,Connection}'
+# Quarkus access-log fields (replacing Apicurio's own pattern, which has no bytes and no
+# time): client, time, request line, status, bytes sent, milliseconds (needs
+# record-request-start-time), the request's Upgrade / Connection headers and the client
+ACCESS_LOG_PATTERN = (
+    '%h %t "%r" %s %b %Dms upgrade=%{i,Upgrade} connection=%{i,Connection} agent="%{i,User-Agent}"'
+)
 
 
 class Apicurio(Component):
@@ -68,6 +71,7 @@ class Apicurio(Component):
             # client never got an answer to shows which side it stopped on
             "quarkus.http.access-log.enabled": "true",
             "quarkus.http.access-log.pattern": ACCESS_LOG_PATTERN,
+            "quarkus.http.record-request-start-time": "true",
         }
         return Launch(
             argv=[

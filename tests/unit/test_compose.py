@@ -167,3 +167,4 @@ def test_apicurio_access_log_matches(compose: dict[str, Any]) -> None:
     env = env_of(compose, "apicurio")
     assert env["QUARKUS_HTTP_ACCESS_LOG_ENABLED"] == "true"
     assert env["QUARKUS_HTTP_ACCESS_LOG_PATTERN"] == apicurio.ACCESS_LOG_PATTERN
+    assert env["QUARKUS_HTTP_RECORD_REQUEST_START_TIME"] == "true"  # else %D is "-"
