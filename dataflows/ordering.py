@@ -22,8 +22,9 @@ transaction:
 - a record delivered again (Debezium is at-least-once: after a Connect or broker restart it
   re-sends what it wrote since its last offset flush, events and markers, read in any
   interleaving with the originals) never waits and never blocks. Each partition is written
-  in commit order, so an event whose commit order is not after the latest one its partition
-  gave is a re-delivery, and so is an END not after the latest END of its lane
+  in commit order, so an event whose commit order is before the latest one its partition
+  gave is a re-delivery, and so is one at it with a row key seen there (the rows of one
+  multi-row WAL record share an LSN), and so is an END not after the latest END of its lane
   (``TxMarker.order``); an event of a transaction already released is one too (the last
   :data:`RECENT` ids, for positions without a commit order). A re-delivered event goes
   through in its place as a unit of its own (the engine ignores a change not newer than
@@ -180,9 +181,9 @@ class TxOrderer:
     # ids of the latest released transactions: an END delivered again (a Connect restart, a
     # marker replayed from billing.dlq) is dropped instead of waiting for its events
     _released: dict[str, None] = field(default_factory=dict)  # insertion order: oldest first
-    # per input partition, the commit order of the latest transaction event it gave; an event
-    # not after it is a re-delivery
-    _tail: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # per input partition, the commit order of the latest transaction event it gave and the
+    # keys of the rows seen at it; an event before it, or at it with a key seen, is a copy
+    _tail: dict[str, tuple[tuple[int, ...], set[str]]] = field(default_factory=dict)
     _end_high: dict[str, int] = field(default_factory=dict)  # lane -> latest END's order
 
     def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
@@ -250,7 +251,8 @@ class TxOrderer:
 
     def _event_again(self, key: str, change: Change) -> bool:
         """Whether a transaction event was delivered before: its transaction was released, or
-        its commit order is not after the latest event of its partition's."""
+        its commit order is before the latest event of its partition's, or equal to it with
+        a row key already seen there."""
         assert change.tx is not None
         if change.tx.id in self._released and change.tx.id not in self._ended:
             return True
@@ -258,9 +260,16 @@ class TxOrderer:
         if order is None:
             return False
         tail = self._tail.get(key)
-        if tail is not None and order <= tail:
+        if tail is not None and order < tail[0]:
             return True
-        self._tail[key] = order
+        if tail is not None and order == tail[0]:
+            # the rows of one multi-row WAL record (a multi-row INSERT or COPY) share an LSN
+            # (seen on the stack): another row of it is new, a row seen at it is a copy
+            if change.key in tail[1]:
+                return True
+            tail[1].add(change.key)
+            return False
+        self._tail[key] = (order, {change.key})
         return False
 
     def _release(self) -> list[Unit]:
@@ -281,12 +290,17 @@ class TxOrderer:
             out.append(self._take(head.marker.id, head.marker))
 
     def _release_loose(self) -> list[Unit]:
-        """Changes outside transactions at the head of their queues."""
+        """Changes outside transactions at the head of their queues, and copies of events of
+        transactions already released."""
         out = []
         for q in self._queues.values():
-            while q and (q[0].tx is None or not self.transactional):
+            while q and (q[0].tx is None or not self.transactional or self._copy(q[0])):
                 out.append(_single(self.source, q.popleft()))
         return out
+
+    def _copy(self, item: Queued) -> bool:
+        tx = item.tx
+        return tx is not None and tx.id in self._released and tx.id not in self._ended
 
     def _complete(self, head: _Open) -> bool:
         got = self._got.get(head.marker.id, {})

@@ -31,17 +31,20 @@ Item = Change | TxMarker | Letter
 
 
 def history(
-    txs: list[list[int]], reads: int = 0, tombstones: bool = False
+    txs: list[list[int]], reads: int = 0, tombstones: bool = False, multi: bool = False
 ) -> dict[str, list[Item]]:
     """Topics for ``reads`` snapshot reads (on the first collection) then ``txs`` (each a list
     of collection indexes, one event each). ``tombstones``: every second event of a
-    transaction is a delete, followed at once by its Kafka tombstone (inside the run)."""
+    transaction is a delete, followed at once by its Kafka tombstone (inside the run).
+    ``multi``: all events of a transaction share one LSN, as the rows of a multi-row INSERT
+    or COPY do (one WAL record)."""
     out: dict[str, list[Item]] = {}
     lsn = [0]
 
     def add(collection: str, key: str, op: Op, tx: TxRef | None) -> None:
         topic = f"psa.{collection}"
-        lsn[0] += 1
+        if not (multi and tx is not None and tx.total_order > 1):
+            lsn[0] += 1
         records = out.setdefault(topic, [])
         # as Debezium's source.sequence: the commit LSN of the transaction before (n for
         # transaction n), then the event's; a snapshot read has none
@@ -140,11 +143,12 @@ TXS = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=4), min_size=1, 
     reads=st.integers(0, 3),
     picks=st.lists(st.integers(0, 5), max_size=60),
     tombstones=st.booleans(),
+    multi=st.booleans(),
 )
 def test_any_interleaving_gives_whole_transactions_in_commit_order(
-    txs: list[list[int]], reads: int, picks: list[int], tombstones: bool
+    txs: list[list[int]], reads: int, picks: list[int], tombstones: bool, multi: bool
 ) -> None:
-    units = feed(interleave(history(txs, reads, tombstones), picks))
+    units = feed(interleave(history(txs, reads, tombstones, multi), picks))
     tx_units = [u for u in units if u.tx_id is not None]
     assert [u.tx_id for u in tx_units] == [f"{n}:{1000 + n}" for n in range(len(txs))]
     for n, u in enumerate(tx_units):
@@ -283,13 +287,13 @@ def _tx_index(item: Item) -> int:
 
 
 def delivered_again(
-    txs: list[list[int]], crash: int, cut: int, tombstones: bool
+    txs: list[list[int]], crash: int, cut: int, tombstones: bool, multi: bool = False
 ) -> tuple[dict[str, list[Item]], int]:
     """The topics of ``history(txs)`` as Debezium writes them around a restart: it wrote the
     first ``crash`` records of its history, restarted from its last flushed offset (record
     ``cut`` <= ``crash``) and wrote everything from there again, then went on. Offsets are
     renumbered per topic. Returns the topics and the number of records written twice."""
-    topics = history(txs, tombstones=tombstones)
+    topics = history(txs, tombstones=tombstones, multi=multi)
     # the source's history in commit order: per transaction its BEGIN, events (each delete
     # followed by its tombstone), END
     by_tx: dict[int, list[tuple[str, Item]]] = {}
@@ -329,9 +333,10 @@ def _lsn(item: Item) -> int:
     back=st.integers(0, 60),
     picks=st.lists(st.integers(0, 5), max_size=80),
     tombstones=st.booleans(),
+    multi=st.booleans(),
 )
 def test_records_delivered_again_never_block_nor_apply_twice(
-    txs: list[list[int]], crash: int, back: int, picks: list[int], tombstones: bool
+    txs: list[list[int]], crash: int, back: int, picks: list[int], tombstones: bool, multi: bool
 ) -> None:
     """Debezium is at-least-once: after a Connect or broker restart it writes again what it
     wrote since its last offset flush — events and markers — and Kafka hands the copies to the
@@ -340,7 +345,7 @@ def test_records_delivered_again_never_block_nor_apply_twice(
     at the front of their queue for an END that had come already). Whatever the interleaving:
     nothing is left waiting, every transaction is released once, whole, in commit order, and
     a copy goes as a unit of its own, or inline in the run it sits in."""
-    topics, _again = delivered_again(txs, crash, max(0, crash - back), tombstones)
+    topics, _again = delivered_again(txs, crash, max(0, crash - back), tombstones, multi)
     units = feed(interleave(topics, picks))
     tx_units = [u for u in units if u.tx_id is not None]
     assert [u.tx_id for u in tx_units] == [f"{n}:{1000 + n}" for n in range(len(txs))]
@@ -394,3 +399,18 @@ def test_a_snapshot_from_before_the_redelivery_fields_loads() -> None:
     loaded.__setstate__(state)
     assert loaded._tail == {} and loaded._end_high == {} and loaded.source == "psa"
     assert copy.deepcopy(orderer) == orderer  # the same __getstate__/__setstate__ as pickle
+
+
+def test_the_rows_of_one_multi_row_insert_share_an_lsn_and_are_not_copies() -> None:
+    """Seen on the stack (``billsync db seed`` into a captured PSA): a multi-row INSERT is one
+    WAL record, and Debezium gives its 40 rows the same LSN. A first version took rows 2..40
+    for copies of row 1; the END then waited for events it had already let go, and the flow
+    held every later PSA change."""
+    topics = history([[0, 0, 0]], multi=True)
+    rows = topics[f"psa.{COLLECTIONS[0]}"]
+    assert len({r.position for r in rows}) == 1
+    _, end = topics[TX_TOPIC]
+    orderer = TxOrderer("psa", frozenset(COLLECTIONS))
+    assert [orderer.feed(r) for r in rows] == [[], [], []]
+    (unit,) = orderer.feed(end)
+    assert unit.changes == tuple(rows) and orderer.waiting() == 0
