@@ -263,7 +263,7 @@ class TxOrderer:
         if tail is not None and order < tail[0]:
             return True
         if tail is not None and order == tail[0]:
-            # the rows of one multi-row WAL record (a multi-row INSERT or COPY) share an LSN
+            # the rows of one multi-row WAL record (COPY: a heap multi-insert) share an LSN
             # (seen on the stack): another row of it is new, a row seen at it is a copy
             if change.key in tail[1]:
                 return True

@@ -1,21 +1,23 @@
-"""12 · One statement, many rows: a multi-row INSERT (PostgreSQL and MariaDB).
+"""12 · One statement, many rows: COPY (PostgreSQL) and a multi-row INSERT (MariaDB).
 
-Why it matters for billing: PostgreSQL writes the rows of a multi-row INSERT (and of COPY,
-which bulk imports use) as ONE WAL record, so Debezium gives them all the same LSN — the
-same commit order. The ordering stage (``dataflows/ordering.py``) tells a re-delivered event
-from a new one by its commit order; a first version took every row after the first for a
-copy, and the END of that transaction then waited for events it had already let go: the
-flow held every later change of the source (seen on the stack after ``billsync db seed``
-into captured tables). MariaDB writes one rows event with a row number per row.
+Why it matters for billing: PostgreSQL writes the rows of a COPY (bulk imports, ``billsync
+db seed``) as ONE WAL record (heap multi-insert), so Debezium gives them all the same LSN —
+the same commit order; a multi-row INSERT ... VALUES is one record per row. The ordering
+stage (``dataflows/ordering.py``) tells a re-delivered event from a new one by its commit
+order; a first version took every row after the first for a copy, and the END of that
+transaction then waited for events it had already let go: the flow held every later change
+of the source (seen on the stack after ``billsync db seed`` into captured tables). MariaDB
+writes one rows event with a row number per row.
 
-Asserts, for one 3-row INSERT statement on each source: the 3 changes form one transaction
-(one ``TxRef.id``, ``total_order`` 1..3) with one END counting 3; PostgreSQL: one LSN for
-all three; and the ordering stage, fed the topics as consumed, releases exactly one unit
-holding the 3 rows and keeps nothing waiting.
+Asserts, for one 3-row COPY on the PSA and one 3-row INSERT on the CRM: the 3 changes form
+one transaction (one ``TxRef.id``, ``total_order`` 1..3) with one END counting 3;
+PostgreSQL: one LSN for all three; and the ordering stage, fed the topics as consumed,
+releases exactly one unit holding the 3 rows and keeps nothing waiting.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import text
@@ -29,8 +31,30 @@ from tests.integration.cdc.support import CRM, PSA, Event, Throwaway
 ROWS = 3
 
 
+def _copy_rows(t: Throwaway) -> list[str]:
+    """PostgreSQL: ``ROWS`` rows by one ``COPY … FROM STDIN`` (as bulk imports and
+    ``billsync db seed`` write); their keys."""
+    keys = [t.key(f"-m{n}") for n in range(ROWS)]
+    raw = t.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        sql = (
+            "COPY milestones (milestone_id, project_id, name, amount, due_date, status) FROM STDIN"
+        )
+        with cursor.copy(sql) as copy:  # psycopg 3: a binary-safe row writer
+            for n, k in enumerate(keys):
+                copy.write_row((k, "PRJ-CDC", f"multi {n}", Decimal(n + 1), date(2025, 4, 30),
+                                "planned"))  # fmt: skip
+        raw.commit()
+    finally:
+        raw.close()
+    return keys
+
+
 def _multi_row_insert(t: Throwaway) -> list[str]:
     """One INSERT statement of ``ROWS`` rows; their keys."""
+    if t.source is PSA:
+        return _copy_rows(t)
     head, _, row = t.source.insert_sql.partition("VALUES ")
     keys = [t.key(f"-m{n}") for n in range(ROWS)]
     tuples = ", ".join(

@@ -36,8 +36,8 @@ def history(
     """Topics for ``reads`` snapshot reads (on the first collection) then ``txs`` (each a list
     of collection indexes, one event each). ``tombstones``: every second event of a
     transaction is a delete, followed at once by its Kafka tombstone (inside the run).
-    ``multi``: all events of a transaction share one LSN, as the rows of a multi-row INSERT
-    or COPY do (one WAL record)."""
+    ``multi``: all events of a transaction share one LSN, as the rows of a PostgreSQL
+    COPY do (one WAL record)."""
     out: dict[str, list[Item]] = {}
     lsn = [0]
 
@@ -401,11 +401,11 @@ def test_a_snapshot_from_before_the_redelivery_fields_loads() -> None:
     assert copy.deepcopy(orderer) == orderer  # the same __getstate__/__setstate__ as pickle
 
 
-def test_the_rows_of_one_multi_row_insert_share_an_lsn_and_are_not_copies() -> None:
-    """Seen on the stack (``billsync db seed`` into a captured PSA): a multi-row INSERT is one
-    WAL record, and Debezium gives its 40 rows the same LSN. A first version took rows 2..40
-    for copies of row 1; the END then waited for events it had already let go, and the flow
-    held every later PSA change."""
+def test_the_rows_of_one_copy_share_an_lsn_and_are_not_copies() -> None:
+    """Seen on the stack (``billsync db seed`` into a captured PSA): a COPY is one WAL
+    record (heap multi-insert), and Debezium gives its 40 rows the same LSN. A first version
+    took rows 2..40 for copies of row 1; the END then waited for events it had already let
+    go, and the flow held every later PSA change."""
     topics = history([[0, 0, 0]], multi=True)
     rows = topics[f"psa.{COLLECTIONS[0]}"]
     assert len({r.position for r in rows}) == 1
