@@ -24,8 +24,9 @@ taken at most every few seconds per key by the wall clock, so their number depen
 in any run: they are compared as the latest record per key (what a compacted topic keeps),
 with the ``recon_snapshots`` table — their figures, not the ``source_position`` label (the
 change that last dirtied the key when it was flushed): in 1 of 4 runs after kills the label
-named an earlier change than the uninterrupted run's with the same figures; the cause is
-not found yet (ARCHITECTURE.md, known issues).
+named an earlier change than the uninterrupted run's with the same figures (0 of 14 runs
+on 2026-11-30, with the label compared); the cause is not found yet (ARCHITECTURE.md, known
+issues).
 """
 
 from __future__ import annotations
