@@ -19,7 +19,17 @@ import structlog
 from tests import supervision
 
 HERE = Path(__file__).resolve().parent
-TIERS = ("unit", "replay", "integration", "e2e", "chaos", "soak")
+# the tiers, each a folder, in the order they run, with the markers of their tests (every
+# test of a folder gets them here: ``-m`` selects tiers, strict markers)
+TIERS: dict[str, tuple[str, ...]] = {
+    "unit": (),
+    "replay": ("replay",),
+    "integration": ("integration",),
+    "e2e": ("e2e", "integration"),
+    "chaos": ("chaos", "integration"),
+    "soak": ("soak", "integration"),
+}
+ORDER = tuple(TIERS)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,12 +48,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def _tier(item: pytest.Item) -> int:
+def _folder(item: pytest.Item) -> str:
     parts = Path(str(item.fspath)).resolve().relative_to(HERE).parts
-    return TIERS.index(parts[0]) if parts and parts[0] in TIERS else len(TIERS)
+    return parts[0] if parts else ""
+
+
+def _tier(item: pytest.Item) -> int:
+    folder = _folder(item)
+    return ORDER.index(folder) if folder in TIERS else len(ORDER)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in TIERS.get(_folder(item), ()):
+            item.add_marker(marker)
     items.sort(key=_tier)  # stable: keeps the order inside a tier
     config._billsync_items = list(items)  # type: ignore[attr-defined]  # for the summary below
 

@@ -1,10 +1,10 @@
 """chaos tier: fault injection against the real stack (SPEC section 4).
 
-Every test collected here gets the ``chaos`` and ``integration`` markers. Fixtures are the
-e2e tier's (``tests/e2e/conftest.py``), re-exported: ``stack`` (session stack, reused or
-started once), ``prefix`` (own ids), ``sources`` (own rows, deleted at the end),
-``make_flow`` (own ``billsync run`` with its own ERP schema, recovery dir and metrics port)
-and ``erp_of``. This file adds ``load``: a :class:`tests.chaos.load.Load` on the test's own
+Every test collected here gets the ``chaos`` and ``integration`` markers (tests/conftest.py).
+Fixtures are the e2e tier's (``tests/e2e/conftest.py``), re-exported: ``stack`` (session
+stack, reused or started once), ``prefix`` (own ids), ``sources`` (own rows, deleted at the
+end), ``make_flow`` (own ``billsync run`` with its own ERP schema, recovery dir and metrics
+port) and ``erp_of``. This file adds ``load``: a :class:`tests.chaos.load.Load` on the test's own
 world, stopped at the end of the test; and ``healed``: whatever the test did, every stack
 component runs again at its end.
 """
@@ -12,7 +12,6 @@ component runs again at its end.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,15 +22,6 @@ from tests.e2e.conftest import erp_of, make_flow, prefix, sources, stack
 from tests.e2e.harness import Sources
 
 __all__ = ["erp_of", "make_flow", "prefix", "sources", "stack"]  # fixtures of the e2e tier
-
-HERE = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.chaos)
-            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

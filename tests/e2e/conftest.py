@@ -1,8 +1,8 @@
 """e2e tier: the whole pipeline (CDC → ``billsync run`` → ERP + topics) on the real stack.
 
-Every test collected here gets the ``e2e`` and ``integration`` markers. The session stack
-fixture is the integration tier's (``tests/integration/conftest.py``: reuses a healthy
-stack or starts it once); this file adds:
+Every test collected here gets the ``e2e`` and ``integration`` markers (tests/conftest.py).
+The session stack fixture is the integration tier's (``tests/integration/conftest.py``:
+reuses a healthy stack or starts it once); this file adds:
 
 - ``prefix``: a per-test id prefix (``E2E-3f9c1a``) for every row the test writes;
 - ``sources``: :class:`Sources` on the real PSA and CRM; rows it inserted are deleted at
@@ -27,15 +27,6 @@ from tests.e2e.harness import Erp, Flow, Sources
 from tests.integration.conftest import stack
 
 __all__ = ["stack"]  # the integration tier's session fixture, re-exported for this folder
-
-HERE = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ Fixtures for every integration test:
 - ``pg_superuser``: a callable returning a superuser psycopg connection to a database of the
   private cluster (autocommit), e.g. to drop replication slots.
 
-Every test collected under tests/integration gets the ``integration`` marker.
+Every test collected under tests/integration gets the ``integration`` marker (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -33,14 +32,6 @@ from ops.settings import Settings, get_settings, stack_dir_from_env
 from ops.stack import launcher
 from ops.stack.component import StackContext
 from ops.stack.postgres import Postgres
-
-HERE = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.integration)
 
 
 def _settings() -> Settings:

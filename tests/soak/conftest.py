@@ -7,23 +7,12 @@ Fixtures are the chaos tier's (own ids, own flow and ERP schema per run, a load 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.chaos.conftest import load
 from tests.e2e.conftest import erp_of, make_flow, prefix, sources, stack
 
 __all__ = ["erp_of", "load", "make_flow", "prefix", "sources", "stack"]  # fixtures reused
-
-HERE = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.soak)
-            item.add_marker(pytest.mark.integration)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
