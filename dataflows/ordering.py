@@ -253,23 +253,20 @@ class TxOrderer:
         """Whether a transaction event was delivered before: its transaction was released, or
         its commit order is before the latest event of its partition's, or equal to it with
         a row key already seen there."""
-        assert change.tx is not None
-        if change.tx.id in self._released and change.tx.id not in self._ended:
+        if self._copy(change):
             return True
         order = change.position.commit_order()
         if order is None:
             return False
         tail = self._tail.get(key)
-        if tail is not None and order < tail[0]:
-            return True
-        if tail is not None and order == tail[0]:
-            # the rows of one multi-row WAL record (COPY: a heap multi-insert) share an LSN
-            # (seen on the stack): another row of it is new, a row seen at it is a copy
-            if change.key in tail[1]:
-                return True
-            tail[1].add(change.key)
+        if tail is None or order > tail[0]:
+            self._tail[key] = (order, {change.key})
             return False
-        self._tail[key] = (order, {change.key})
+        # at the tail: the rows of one multi-row WAL record (COPY: a heap multi-insert) share
+        # an LSN (seen on the stack), so another row of it is new, a row seen at it a copy
+        if order < tail[0] or change.key in tail[1]:
+            return True
+        tail[1].add(change.key)
         return False
 
     def _release(self) -> list[Unit]:
@@ -299,6 +296,7 @@ class TxOrderer:
         return out
 
     def _copy(self, item: Queued) -> bool:
+        """An event of a transaction already released (and not waiting again)."""
         tx = item.tx
         return tx is not None and tx.id in self._released and tx.id not in self._ended
 

@@ -40,7 +40,7 @@ STATUSES = ("BEGIN", "END")
 _MARKER_FIELDS = ("status", "id", "event_count", "data_collections")
 # PostgreSQL's "<xid>:<lsn>"; a MySQL GTID "<server uuid>:<n>" has letters and dashes and a
 # MariaDB GTID "<domain>-<server>-<n>" no colon, so neither matches
-_PG_ID = re.compile(r"([0-9]+):[0-9]+")
+_PG_ID = re.compile(r"([0-9]+):([0-9]+)")
 
 
 class MarkerInvalid(ValueError):
@@ -71,7 +71,7 @@ def marker_order(raw: str) -> tuple[str, int] | None:
     within a replication domain); None for any other id."""
     pg = _PG_ID.fullmatch(raw)
     if pg is not None:
-        return ("", int(raw.rsplit(":", 1)[1]))
+        return ("", int(pg.group(2)))
     gtid = _MARIADB_GTID.fullmatch(raw)
     return (gtid.group(1), int(gtid.group(2))) if gtid is not None else None
 

@@ -51,8 +51,9 @@ def _copy_rows(t: Throwaway) -> list[str]:
     return keys
 
 
-def _multi_row_insert(t: Throwaway) -> list[str]:
-    """One INSERT statement of ``ROWS`` rows; their keys."""
+def _write_rows(t: Throwaway) -> list[str]:
+    """``ROWS`` rows in one statement — a COPY on PostgreSQL, a multi-row INSERT on MariaDB;
+    their keys."""
     if t.source is PSA:
         return _copy_rows(t)
     head, _, row = t.source.insert_sql.partition("VALUES ")
@@ -71,7 +72,7 @@ def _multi_row_insert(t: Throwaway) -> list[str]:
 
 def _check_source(t: Throwaway) -> None:
     t.register()
-    keys = _multi_row_insert(t)
+    keys = _write_rows(t)
     tx_topic = transaction_topic(t.name)
 
     def mine(events: list[Event]) -> list[Change]:
