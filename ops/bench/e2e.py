@@ -1,13 +1,19 @@
-"""``billsync bench e2e``: commit-to-ERP-row latency of approvals on the live stack.
+"""``billsync bench e2e``: source-commit-to-ERP-commit latency of approvals on the live stack.
 
 Needs the local stack and a running ``billsync run`` on the same ``ERP_DB_URL`` (the bench
 does not start one: two writers on one ERP would fight). It picks a billed timesheet line from
 the ERP, reuses that line's employee and project (an active, billable project of the seed),
 then inserts timesheet rows already ``approved`` into the PSA at ``rate`` rows per second for
-``seconds`` seconds, committing every ``tick_s``. Each row's commit time is the client clock
-right after its COMMIT. The ERP side is ``billing_line_state.updated_at`` (the writer's clock
-when it wrote the row) the first time the bench sees the row, polling every ``tick_s``.
-Latency = ERP row time - commit time; lag = rows committed but not yet in the ERP.
+``seconds`` seconds, committing every ``tick_s``, and polls the ERP every ``tick_s``.
+
+Both ends are PostgreSQL commit timestamps of the same server (``track_commit_timestamp =
+on``, set by the stack and docker-compose; PSA and ERP are two databases of one server, so
+one clock): the source side is the commit of the PSA transaction that inserted the row
+(``pg_xact_commit_timestamp(xmin)``), the ERP side the commit of the writer's transaction
+that wrote the row's ``billing_line_state`` (its ``xmin`` when the bench first sees the row;
+a new line is written once unless a later change rewrites it within one poll). Latency =
+ERP commit - PSA commit: Debezium, Kafka, the flow, the writer's batch and its commit, and
+nothing of the bench's polling. Lag = rows committed but not yet committed in the ERP.
 Afterwards the bench deletes its rows (the flow posts the reversals) unless ``keep``.
 """
 
@@ -20,7 +26,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, func, insert, select
+from sqlalchemy import Engine, column, create_engine, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from dataflows.errors import StackError
 from ops.settings import Settings
@@ -28,6 +35,24 @@ from ops.sourcedb.tables import timesheets
 from sinks.erp.tables import billing_line_state
 
 NOTE = "bench-e2e"
+# the commit timestamp of the transaction that last wrote a row (track_commit_timestamp = on)
+_COMMITTED_AT = func.pg_xact_commit_timestamp(column("xmin"))
+
+
+def _require_commit_timestamps(engine: Engine, name: str) -> None:
+    """Refuse clearly when the server does not record commit timestamps."""
+    try:
+        with engine.connect() as conn:
+            on = conn.execute(select(func.current_setting("track_commit_timestamp"))).scalar()
+    except DBAPIError as exc:
+        raise StackError(name, f"bench e2e needs PostgreSQL: {exc.orig}") from None
+    if on != "on":
+        raise StackError(
+            name,
+            "track_commit_timestamp is off: bench e2e measures PostgreSQL commit timestamps; "
+            "restart the stack (`billsync stack down && billsync stack up`, or docker compose "
+            "up -d), which sets it",
+        )
 
 
 def _pick_line(psa: Engine, erp: Engine) -> tuple[str, str]:
@@ -76,6 +101,8 @@ def run_e2e(
 ) -> dict[str, Any]:
     psa = create_engine(settings.require("psa_db_url"))
     erp = create_engine(settings.require("erp_db_url"))
+    _require_commit_timestamps(psa, "psa")
+    _require_commit_timestamps(erp, "erp")
     employee_id, project_id = _pick_line(psa, erp)
     with psa.connect() as conn:
         top = conn.execute(select(func.max(timesheets.c.timesheet_id))).scalar() or 0
@@ -90,7 +117,7 @@ def run_e2e(
         for i in range(0, len(waiting), 5000):
             with erp.connect() as conn:
                 for sid, at in conn.execute(
-                    select(billing_line_state.c.source_id, billing_line_state.c.updated_at)
+                    select(billing_line_state.c.source_id, _COMMITTED_AT)
                     .where(billing_line_state.c.source_type == "timesheet")
                     .where(billing_line_state.c.source_id.in_(waiting[i : i + 5000]))
                 ):
@@ -111,9 +138,13 @@ def run_e2e(
             ]  # fmt: skip
             with psa.begin() as conn:
                 conn.execute(insert(timesheets), rows)
-            at = datetime.now(UTC)
-            for r in rows:
-                committed[str(r["timesheet_id"])] = at
+            with psa.connect() as conn:
+                for tid, at in conn.execute(
+                    select(timesheets.c.timesheet_id, _COMMITTED_AT).where(
+                        timesheets.c.timesheet_id.between(base + sent, base + due - 1)
+                    )
+                ):
+                    committed[str(tid)] = at
             sent = due
         poll()
         time.sleep(max(0.0, tick_s - (time.monotonic() - began) % tick_s))
@@ -145,6 +176,7 @@ def run_e2e(
         "latency_max_s": round(max(latencies), 3) if latencies else None,
         "latency_mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
         "peak_lag_rows": peak,
+        "measured": "PostgreSQL commit timestamps: PSA insert commit to ERP write commit",
         "project_id": project_id,
         "targets": {"latency_p99_s": 1.0, "at_rate_per_s": 1000},
     }

@@ -73,6 +73,9 @@ PG_SERVER_SETTINGS: Final = {
     "max_replication_slots": "20",
     # a stopped connector's slot must not fill the disk: cap retained WAL per slot
     "max_slot_wal_keep_size": "2GB",
+    # commit times of every transaction (pg_xact_commit_timestamp): `bench e2e` measures
+    # PSA commit to ERP commit on this one server clock; costs 10 bytes per transaction
+    "track_commit_timestamp": "on",
 }
 
 # --- MariaDB: database, users, server settings ---------------------------------------------
