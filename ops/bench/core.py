@@ -9,7 +9,10 @@ Three passes over the same framed bytes, in one process, one after the other:
    fed the same emissions the flow's sink gets (:func:`dataflows.logic.emissions`);
 3. ``bytewax flow``: the production flow (:func:`dataflows.flow.build_flow`) on one worker,
    a ``TestingSource`` of ``KafkaSourceMessage`` and a counting sink in place of the ERP
-   (the ERP write is measured by ``bench e2e``).
+   (the ERP write is measured by ``bench e2e``);
+4. with ``workers``: the same flow once per entry on ``processes`` x that many workers, its
+   input split into one partition per source database (:mod:`ops.bench.cluster`), so that
+   reading and decoding spread over the workers as Kafka partitions do.
 
 The stream (:func:`~ops.bench.world.change_stream`) runs a simulated month every
 :data:`MONTH_EVENTS` events and, unless ``closes`` is off, closes each month two months
@@ -28,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from dataflows.billing.engine import BillingEngine
@@ -39,6 +41,7 @@ from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.flow import build_flow
 from dataflows.logic import BillingLogic
 from dataflows.ordering import orderer_factory
+from ops.bench.cluster import CountingSink, lines_digest, run_in_process, run_processes
 from ops.bench.debezium import Encoder, Framed, in_transactions
 from ops.bench.world import MONTH_EVENTS, change_stream
 from sinks.erp.sink import SinkItem
@@ -55,6 +58,7 @@ class Pass:
     events: int
     seconds: float
     outputs: int  # changes decoded, or emissions delivered to the sink
+    digest: str | None = None  # of the lines' final targets (billing and flow passes)
 
     @property
     def events_per_s(self) -> float:
@@ -75,24 +79,6 @@ class MemorySink:
             key = getattr(update, "key", None)
             if key is not None:
                 self.lines[key] = getattr(update, "new", None)
-
-
-class _Counter(StatelessSinkPartition[Any]):
-    def __init__(self, box: list[int]) -> None:
-        self._box = box
-
-    def write_batch(self, items: list[Any]) -> None:
-        self._box[0] += sum(1 for _k, i in items if isinstance(i, Emission))  # not Progress
-
-
-class CountingSink(DynamicSink[Any]):
-    """Counts what reaches the ERP step of the flow (stands in for the ERP database)."""
-
-    def __init__(self) -> None:
-        self.box = [0]
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Counter:
-        return _Counter(self.box)
 
 
 def encode_stream(
@@ -140,7 +126,8 @@ def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, Bil
         out, _ = logic.on_item(item)
         sink.write([o for o in out if isinstance(o, Emission)])
     seconds = time.perf_counter() - began
-    return Pass(BILLING, len(records), seconds, sink.emissions), logic.engine
+    digest = lines_digest(sink.lines)
+    return Pass(BILLING, len(records), seconds, sink.emissions, digest), logic.engine
 
 
 def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
@@ -163,7 +150,17 @@ def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
     began = time.perf_counter()
     run_main(flow)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     seconds = time.perf_counter() - began
-    return Pass("bytewax flow, 1 worker", len(records), seconds, sink.box[0])
+    return Pass("bytewax flow, 1 worker", len(records), seconds, sink.emissions, sink.digest())
+
+
+def _cluster(encoder: Encoder, records: list[Framed], processes: int, workers: int) -> Pass:
+    """The flow with one partition per source, on ``processes`` x ``workers`` workers."""
+    if processes == 1:
+        run = run_in_process(encoder.schemas, records, workers)
+    else:
+        run = run_processes(encoder.schemas, records, processes, workers)
+    name = f"flow {processes}x{workers}, partition per source"
+    return Pass(name, len(records), run.seconds, run.emissions, run.digest)
 
 
 @dataclass(frozen=True)
@@ -175,6 +172,9 @@ class Options:
     month_events: int | None = MONTH_EVENTS  # events per simulated month (None: 9 s an event)
     closes: bool = True  # close each month two months after it
     transactions: bool = False  # input with Debezium transaction metadata
+    # flow passes with one partition per source: workers per process, for each entry
+    workers: tuple[int, ...] = ()
+    processes: int = 1  # processes of those passes
 
 
 def run_core(
@@ -196,6 +196,10 @@ def run_core(
     passes = [ceiling, billed]
     if opts.flow:
         f = _flow(encoder, records)
+        say(f"{f.name}: {f.events_per_s:,.0f} events/s")
+        passes.append(f)
+    for w in opts.workers:
+        f = _cluster(encoder, records, opts.processes, w)
         say(f"{f.name}: {f.events_per_s:,.0f} events/s")
         passes.append(f)
     tables: dict[str, int] = {}
@@ -221,6 +225,7 @@ def run_core(
                 "us_per_event": round(p.seconds * 1e6 / max(p.events, 1), 2),
                 "ratio_to_decode": round(p.events_per_s / ceiling.events_per_s, 3),
                 "outputs": p.outputs,
+                "lines_digest": p.digest,
             }
             for p in passes
         ],

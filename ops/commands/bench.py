@@ -40,6 +40,23 @@ def _sizes(events: list[int] | None, sizes: str | None) -> list[int]:
     return sorted(set(out)) or [100_000]
 
 
+def _counts(workers: str | None) -> tuple[int, ...]:
+    """The worker counts of --workers, refused unless each is a whole number from 1 to 64."""
+    out = []
+    for part in (workers or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 64:
+            raise ConfigError(
+                f"--workers: {part!r} is not a number of workers from 1 to 64",
+                field="--workers",
+                fix="e.g. --workers 1,2",
+            )
+        out.append(int(part))
+    return tuple(out)
+
+
 @app.command("core")
 def core(
     events: Annotated[
@@ -64,24 +81,34 @@ def core(
         bool,
         typer.Option(help="input with Debezium transaction metadata (BEGIN/END records too)"),
     ] = False,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            help="also the flow with a partition per source on each of these worker "
+            "counts per process, e.g. 1,2"
+        ),
+    ] = None,
+    processes: Annotated[int, typer.Option(min=1, help="processes of the --workers passes")] = 1,
     as_json: JSON = False,
 ) -> None:
     """Synthetic Debezium Avro events: decode+billing vs the decode-only ceiling; with
-    several sizes, the per-event cost of the largest over the smallest (target <= 1.25)."""
+    several sizes, the per-event cost of the largest over the smallest (target <= 1.25);
+    with --workers, events/s of the flow on each worker count."""
     from ops.bench.core import Options, run_core, run_sizes
 
     wanted = _sizes(events, sizes)
     say = _say(as_json)
     opts = Options(
-        seed=seed, flow=flow, month_events=month_events, closes=closes, transactions=transactions
-    )
+        seed=seed, flow=flow, month_events=month_events, closes=closes, transactions=transactions,
+        workers=_counts(workers), processes=processes,
+    )  # fmt: skip
     if len(wanted) == 1:
         result = run_core(wanted[0], opts, say)
         if as_json:
             emit_json(result)
             return
         cols = ["pass", "events", "seconds", "events_per_s", "us_per_event", "ratio_to_decode",
-                "outputs"]  # fmt: skip
+                "outputs", "lines_digest"]  # fmt: skip
         emit_table(result["passes"], cols, title=_core_title(result))
         return
     many = run_sizes(wanted, opts, say, repeat=repeat)

@@ -1,0 +1,278 @@
+"""The Bytewax flow pass of ``bench core`` on W workers in each of P processes.
+
+The records are split by source database into the partitions of :class:`SourceSource` (as
+Kafka topic-partitions are the partitions of Bytewax's ``KafkaSource``), so that the workers
+share the reading and decoding the way they do in production. With one process the workers are
+threads of this process (``cluster_main``); with several, this module is run once per
+process (``python -m ops.bench.cluster``) over the records pickled into a file, and each
+process reports the seconds of its own ``cluster_main`` (the cluster's start-up handshake
+included, process start and loading the records not) and what reached its sink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import cluster_main, run_main
+
+from dataflows.billing.mappings import load_mappings
+from dataflows.cdc.decoder import ChangeDecoder
+from dataflows.cdc.schemas import SchemaSource
+from dataflows.flow import build_flow
+from ops.bench.debezium import Framed
+from sinks.erp.writer import Emission
+
+Msg = KafkaSourceMessage[bytes | None, bytes | None]
+BATCH = 1000  # records per batch of a partition (KafkaSource's default batch_size)
+GATED = "erp"  # the source of the closes (accounting_periods): see Clock
+_SLOT = 8  # bytes per partition in the clock file
+
+
+class Clock:
+    """How far each partition has read, in the stream's global order, shared by every worker
+    thread and process of one run through a small file mapped into memory.
+
+    The bench's stream compresses a month into a few thousand events and closes each month
+    in it. Read as separate partitions, the ERP's few close records would all be read at
+    once, ahead of the months they close, and the run would bill another workload. So the
+    ERP partition hands out a close only once every other partition has read past the
+    close's place in the stream (in production a close comes long after its month)."""
+
+    def __init__(self, path: Path, parts: Sequence[str]) -> None:
+        self._parts = list(parts)
+        self._file = path.open("r+b")  # made by create() before any worker starts
+        self._map = mmap.mmap(self._file.fileno(), _SLOT * len(parts))
+
+    @staticmethod
+    def create(path: Path, parts: int) -> Path:
+        """A clock file at zero for ``parts`` partitions (before the workers start)."""
+        path.write_bytes(b"\0" * _SLOT * parts)
+        return path
+
+    def set(self, part: str, at: int) -> None:
+        i = self._parts.index(part) * _SLOT
+        self._map[i : i + _SLOT] = at.to_bytes(_SLOT, "little")
+
+    def least_but(self, part: str) -> int:
+        """The lowest global position read so far by the partitions other than ``part``."""
+        return min(
+            int.from_bytes(self._map[i * _SLOT : (i + 1) * _SLOT], "little")
+            for i, p in enumerate(self._parts)
+            if p != part
+        )
+
+
+class _Part(StatefulSourcePartition[Msg, int]):
+    """One source's records (its table and transaction topics) in their stream order."""
+
+    def __init__(self, name: str, msgs: Sequence[tuple[int, Msg]], at: int, clock: Clock) -> None:
+        self._name = name
+        self._msgs = msgs
+        self._at = at
+        self._clock = clock
+
+    def next_batch(self) -> list[Msg]:
+        msgs, at = self._msgs, self._at
+        if at >= len(msgs):
+            raise StopIteration
+        end = min(len(msgs), at + BATCH)
+        if self._name == GATED:
+            limit = self._clock.least_but(GATED)
+            while end > at and msgs[end - 1][0] >= limit:
+                end -= 1
+        batch = [m for _g, m in msgs[at:end]]
+        # where it stands: its next record's place, or past everything (never holds back)
+        self._at = end
+        self._clock.set(self._name, msgs[end][0] if end < len(msgs) else 1 << 62)
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        # the ERP partition waits for the others: poll again in a millisecond, not in a spin
+        if self._name == GATED and self._at < len(self._msgs):
+            return datetime.now(UTC) + timedelta(milliseconds=1)
+        return None
+
+    def snapshot(self) -> int:
+        return self._at
+
+
+class SourceSource(FixedPartitionedSource[Msg, int]):
+    """One partition per source database (``psa``, ``crm``, ``erp``: a topic's first
+    name), each in the stream's order, the ERP's closes gated by a :class:`Clock`."""
+
+    def __init__(self, by_source: dict[str, list[tuple[int, Msg]]], clock_file: Path) -> None:
+        self._by_source = by_source
+        self._clock_file = clock_file
+
+    def list_parts(self) -> list[str]:
+        return sorted(self._by_source)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Part:
+        clock = Clock(self._clock_file, self.list_parts())
+        return _Part(for_part, self._by_source[for_part], resume_state or 0, clock)
+
+
+class _Counter(StatelessSinkPartition[Any]):
+    def __init__(self, sink: CountingSink) -> None:
+        self._sink = sink
+
+    def write_batch(self, items: list[Any]) -> None:
+        for _k, item in items:
+            if isinstance(item, Emission):  # not Progress
+                self._sink.emissions += 1
+                key = getattr(item.update, "key", None)
+                if key is not None:
+                    self._sink.lines[key] = getattr(item.update, "new", None)
+
+
+class CountingSink(DynamicSink[Any]):
+    """Stands in for the ERP: counts the emissions that reach the flow's ERP step and keeps
+    each line's latest target (what ``billing_line_state`` would hold)."""
+
+    def __init__(self) -> None:
+        self.emissions = 0
+        self.lines: dict[Any, Any] = {}
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Counter:
+        return _Counter(self)
+
+    def digest(self) -> str:
+        return lines_digest(self.lines)
+
+
+def lines_digest(lines: dict[Any, Any]) -> str:
+    """A fingerprint of the lines' latest targets (a line without one left out): runs that
+    end in the same line states have the same digest."""
+    text = "\n".join(f"{k!r}={v!r}" for k, v in sorted(lines.items()) if v is not None)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def by_source(records: Sequence[Framed]) -> dict[str, list[tuple[int, Msg]]]:
+    """Per source, (stream position, Kafka message of partition 0 of its topic, offsets
+    from 0)."""
+    out: dict[str, list[tuple[int, Msg]]] = {}
+    offsets: dict[str, int] = {}
+    for g, r in enumerate(records):
+        off = offsets.get(r.topic, 0)
+        offsets[r.topic] = off + 1
+        msg: Msg = KafkaSourceMessage(key=r.key, value=r.value, topic=r.topic, partition=0,
+                                      offset=off)  # fmt: skip
+        out.setdefault(r.topic.split(".")[0], []).append((g, msg))
+    return out
+
+
+def _flow(
+    schemas: SchemaSource, records: Sequence[Framed], sink: CountingSink, clock_file: Path
+) -> Dataflow:
+    erp: Any = sink  # the flow's ERP step takes any Sink of (key, SinkItem)
+    parts = by_source(records)
+    if not clock_file.exists():
+        Clock.create(clock_file, len(parts))
+    return build_flow(
+        SourceSource(parts, clock_file),
+        decoder=lambda: ChangeDecoder(schemas),
+        mappings=load_mappings(),
+        erp_sink=erp,
+        topics=sorted({r.topic for r in records}),
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One flow pass: wall seconds (the slowest process), emissions at the ERP step and the
+    digest of the lines' final targets (:meth:`CountingSink.digest`)."""
+
+    processes: int
+    workers: int  # per process
+    seconds: float
+    emissions: int
+    digest: str
+
+
+def run_in_process(schemas: SchemaSource, records: Sequence[Framed], workers: int) -> Run:
+    """The flow on ``workers`` threads of this process (``run_main`` for one)."""
+    sink = CountingSink()
+    with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
+        flow = _flow(schemas, records, sink, Path(tmp) / "clock")
+        began = time.perf_counter()
+        if workers == 1:
+            run_main(flow)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+        else:
+            cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]  # idem
+        return Run(1, workers, time.perf_counter() - began, sink.emissions, sink.digest())
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def run_processes(
+    schemas: SchemaSource, records: Sequence[Framed], processes: int, workers: int
+) -> Run:
+    """The flow as a cluster of ``processes`` processes of ``workers`` workers each."""
+    with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
+        data = Path(tmp) / "records.pickle"
+        data.write_bytes(pickle.dumps((schemas, list(records))))
+        clock = Clock.create(Path(tmp) / "clock", len(by_source(records)))
+        addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(processes))
+        procs = []
+        for i in range(processes):
+            argv = [sys.executable, "-m", "ops.bench.cluster", str(data), addresses, str(i),
+                    str(workers), str(clock)]  # fmt: skip
+            # our own interpreter and module, no shell
+            procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))  # noqa: S603
+        reports = []
+        for p in procs:
+            out, _ = p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError(f"bench cluster process exited {p.returncode}")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    # one worker of the cluster runs the ERP step: its process saw every line
+    writer = max(reports, key=lambda r: r["emissions"])
+    return Run(
+        processes,
+        workers,
+        max(r["seconds"] for r in reports),
+        writer["emissions"],
+        writer["digest"],
+    )
+
+
+def _main(argv: Sequence[str]) -> str:
+    """One process of :func:`run_processes`: its report, one JSON line."""
+    data, addresses, proc_id, workers, clock_file = argv
+    schemas, records = pickle.loads(Path(data).read_bytes())  # noqa: S301  # see run_processes
+    sink = CountingSink()
+    flow = _flow(schemas, records, sink, Path(clock_file))
+    began = time.perf_counter()
+    cluster_main(flow, addresses.split(","), int(proc_id), worker_count_per_proc=int(workers))  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+    seconds = time.perf_counter() - began
+    return json.dumps({"seconds": seconds, "emissions": sink.emissions, "digest": sink.digest()})
+
+
+if __name__ == "__main__":
+    print(_main(sys.argv[1:]))  # the report the parent process reads
