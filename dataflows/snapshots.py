@@ -5,8 +5,19 @@ final items (:class:`~dataflows.billing.finals.FinalSegment`) are immutable once
 built them, so writing them in every epoch would be wasted work that grows with history.
 With a ``segment_dir`` this pickler writes each segment once, as its own file named by
 the SHA-256 of its bytes (written to a temporary name, fsynced, renamed), and the
-snapshot refers to it by that name (pickle's ``persistent_id``). Without a directory
-(tests, ``run --from-file`` without recovery) segments are pickled inline.
+snapshot refers to it by that name (a reduction to :func:`_segment`; snapshots of earlier
+versions used pickle's ``persistent_id`` and still load). Without a directory (tests,
+``run --from-file`` without recovery) segments are pickled inline.
+
+Speed: the snapshot is taken in the flow's thread at every epoch end, so its time is a
+pause of the flow. The pickler runs in C with a dispatch table, never a Python hook per
+object: a ``persistent_id`` method is called for every object pickled (millions at 100k
+lines), and the ``__getstate__`` that ``dataclass(slots=True)`` generates calls
+``dataclasses.fields()`` per object. The frozen slots dataclasses of the state (rows, line
+targets, candidates, changes and positions held by the ordering stage, mappings) are
+reduced to their class and field values instead, rebuilt by their constructor
+(:data:`FAST_TYPES`); about half of the pickling time at 50k lines
+(BENCHMARKS.md, "Snapshot pickling").
 
 The segment files live beside the Bytewax recovery store and must be kept (and backed up)
 with it: a snapshot that names a missing segment cannot be resumed
@@ -17,17 +28,72 @@ interval of the recovery store decides which snapshots may still need them.
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
 import hashlib
 import io
 import os
 import pickle
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from operator import attrgetter
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from dataflows import model
+from dataflows.billing import mappings, rules, target
 from dataflows.billing.finals import FinalSegment
+from dataflows.cdc import change
 from dataflows.errors import StackError
 
-_TAG = "billsync-final-segment"
+_TAG = "billsync-final-segment"  # persistent ids of earlier snapshots
+# the store segment references are loaded from, while loads() runs
+_LOADING: ContextVar[SegmentStore | None] = ContextVar("billsync_segment_store", default=None)
+Reduction = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def _plain_dataclasses(modules: Iterable[ModuleType]) -> tuple[type, ...]:
+    """The frozen ``slots=True`` dataclasses defined in ``modules`` that pickle with the
+    generated ``__getstate__`` (every field an ``__init__`` parameter, in field order)."""
+    found = []
+    for module in modules:
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and obj.__module__ == module.__name__
+                and dataclasses.is_dataclass(obj)
+                and "__slots__" in vars(obj)
+                and obj.__dataclass_params__.frozen  # type: ignore[attr-defined]  # set by @dataclass
+                and "_dataclass_getstate" in getattr(obj.__getstate__, "__qualname__", "")
+                and all(f.init for f in dataclasses.fields(obj))
+            ):
+                found.append(obj)
+    return tuple(found)
+
+
+FAST_TYPES = _plain_dataclasses((model, change, target, rules, mappings))
+
+
+def _by_constructor(cls: type) -> Callable[[Any], Reduction]:
+    names = [f.name for f in dataclasses.fields(cls)]
+    get = attrgetter(*names)
+    if len(names) == 1:
+        return lambda obj: (cls, (get(obj),))
+    return lambda obj: (cls, get(obj))
+
+
+_FAST_TABLE: dict[type, Callable[[Any], Reduction]] = {
+    cls: _by_constructor(cls) for cls in FAST_TYPES
+}
+
+
+def _segment(name: str) -> FinalSegment:
+    """A final segment named by a snapshot: loaded from the store of the running loads()."""
+    store = _LOADING.get()
+    if store is None:
+        raise StackError("recovery", "the snapshot names final segment files: no segment_dir")
+    return store.load(name)
 
 
 class SegmentStore:
@@ -72,23 +138,12 @@ class SegmentStore:
         return segment
 
 
-class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, store: SegmentStore) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._store = store
-
-    def persistent_id(self, obj: Any) -> tuple[str, str] | None:
-        if isinstance(obj, FinalSegment):
-            return (_TAG, self._store.name_of(obj))
-        return None
-
-
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, store: SegmentStore | None) -> None:
         super().__init__(file)
         self._store = store
 
-    def persistent_load(self, pid: Any) -> FinalSegment:
+    def persistent_load(self, pid: Any) -> FinalSegment:  # snapshots of earlier versions
         if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _TAG):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         if self._store is None:
@@ -98,13 +153,20 @@ class _Unpickler(pickle.Unpickler):
 
 def dumps(state: object, store: SegmentStore | None) -> bytes:
     """Pickle ``state``; final segments by reference when there is a ``store``."""
-    if store is None:
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    table: dict[Any, Any] = {**copyreg.dispatch_table, **_FAST_TABLE}
+    if store is not None:
+        table[FinalSegment] = lambda seg: (_segment, (store.name_of(seg),))
     buf = io.BytesIO()
-    _Pickler(buf, store).dump(state)
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = table
+    pickler.dump(state)
     return buf.getvalue()
 
 
 def loads(blob: bytes, store: SegmentStore | None) -> Any:
     """Unpickle what :func:`dumps` wrote (our own snapshot bytes)."""
-    return _Unpickler(io.BytesIO(blob), store).load()
+    token = _LOADING.set(store)
+    try:
+        return _Unpickler(io.BytesIO(blob), store).load()
+    finally:
+        _LOADING.reset(token)
