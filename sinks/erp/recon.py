@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, and_, delete, func, insert, select
 
 from dataflows.billing.target import ZERO, State
 from sinks.erp import tables as t
@@ -41,16 +41,65 @@ class Figures:
 
 
 def figures(conn: Connection, project_id: str, period: str) -> Figures:
-    """Recompute one key's figures. Sums in Python: exact on SQLite and PostgreSQL alike."""
+    """Recompute one key's figures: summed by PostgreSQL in ``NUMERIC`` (exact, one row back
+    per table instead of every line and ledger entry of the key), or in Python on SQLite,
+    whose ``Money`` columns are text (a SQL sum there would be a float)."""
+    if conn.dialect.name == "postgresql":
+        return _figures_in_sql(conn, project_id, period)
+    return _figures_in_python(conn, project_id, period)
+
+
+def _of_key(table: Any, project_id: str, period: str) -> Any:
+    pid = project_id or None
+    return and_(
+        table.c.project_id.is_(pid) if pid is None else table.c.project_id == pid,
+        table.c.period == period,
+    )
+
+
+def _figures_in_sql(conn: Connection, project_id: str, period: str) -> Figures:
+    s = t.billing_line_state
+    timesheet = s.c.source_type == "timesheet"
+    lines = conn.execute(
+        select(
+            func.sum(s.c.hours).filter(timesheet),
+            func.sum(s.c.hours).filter(and_(timesheet, s.c.billable.is_(True))),
+            func.sum(s.c.hours).filter(and_(timesheet, s.c.state == State.NON_BILLABLE.value)),
+            func.sum(s.c.covered_hours),
+            func.sum(s.c.held_amount),
+            func.count().filter(s.c.state.in_(HELD_STATES)),
+            func.count().filter(s.c.state == State.EXCEPTION.value),
+        ).where(_of_key(s, project_id, period))
+    ).one()
+    tx = t.erp_billing_transactions
+    ledger = conn.execute(
+        select(func.sum(tx.c.amount), func.sum(tx.c.tax_amount), func.count()).where(
+            _of_key(tx, project_id, period)
+        )
+    ).one()
+    approved, billable, non_billable, covered, held, held_count, exceptions = lines
+    billed, tax, entries = ledger
+    return Figures(
+        project_id,
+        period,
+        approved or ZERO,  # a sum over no rows is NULL
+        billable or ZERO,
+        non_billable or ZERO,
+        covered or ZERO,
+        billed or ZERO,
+        tax or ZERO,
+        held or ZERO,
+        held_count,
+        exceptions,
+        entries,
+    )
+
+
+def _figures_in_python(conn: Connection, project_id: str, period: str) -> Figures:
     s = t.billing_line_state
     approved = billable = non_billable = covered = held = ZERO
     held_count = exceptions = 0
-    pid = project_id or None
-    for r in conn.execute(
-        select(s).where(
-            s.c.project_id.is_(pid) if pid is None else s.c.project_id == pid, s.c.period == period
-        )
-    ).mappings():
+    for r in conn.execute(select(s).where(_of_key(s, project_id, period))).mappings():
         hours = r["hours"] or ZERO
         if r["source_type"] == "timesheet":
             approved += hours
@@ -66,10 +115,7 @@ def figures(conn: Connection, project_id: str, period: str) -> Figures:
     billed = tax = ZERO
     entries = 0
     for amount, tax_amount in conn.execute(
-        select(tx.c.amount, tx.c.tax_amount).where(
-            tx.c.project_id.is_(pid) if pid is None else tx.c.project_id == pid,
-            tx.c.period == period,
-        )
+        select(tx.c.amount, tx.c.tax_amount).where(_of_key(tx, project_id, period))
     ):
         billed += amount
         tax += tax_amount
