@@ -100,9 +100,22 @@ def _exit_stalled(**facts: object) -> None:
     os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
 
 
+def behind_now(bootstrap: str, progress: Progress) -> dict[str, int]:
+    """:func:`waiting`, asked through a consumer made for this one check and closed after it.
+
+    Not one consumer for the life of the process: a CI run of chaos 02 (2026-11-30) left
+    the flow reading nothing from one partition after a broker restart, with records
+    waiting there, and the watchdog did not fire; a watchdog that keeps a client of the
+    same library across the same restart can share the failure it is there to see."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billsync-watchdog"})
+    try:
+        return waiting(progress, consumer)
+    finally:
+        consumer.close()
+
+
 def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5.0) -> None:
     def run() -> None:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billsync-watchdog"})
         while True:
             time.sleep(every_s)
             now = time.monotonic()
@@ -112,7 +125,7 @@ def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5
             idle = now - progress.last_at
             if idle < stall_s:
                 continue
-            behind = waiting(progress, consumer)
+            behind = behind_now(bootstrap, progress)
             if behind and time.monotonic() - progress.last_at >= stall_s:
                 _exit_stalled(idle_s=round(idle), waiting=behind)
 

@@ -15,6 +15,7 @@ import json
 import time
 from decimal import Decimal
 
+from ops.watchdog import dump_stacks
 from tests.chaos.load import Load
 from tests.e2e.harness import HEAL_EVERY_S, Erp, Flow, heal_sources, ledger_violations, stack_report
 
@@ -79,10 +80,15 @@ def audit_until_clean(flow: Flow, load: Load, *, timeout: float) -> float:
         trend.append(f"{time.monotonic() - t0:.0f}s:{len(diffs)}/{len(own)}")
         if time.monotonic() - t0 > timeout:
             shown = "\n".join(str(d) for d in diffs[:20])
+            tail = [ln for ln in flow.log_tail(400).splitlines() if "Connection refused" not in ln]
+            # where the live flow is (the watchdog dumps stacks only when it fires)
+            stacks = dump_stacks(flow.proc.pid) if flow.proc is not None else None
             raise AssertionError(
                 f"recon audit not clean after {timeout:.0f}s ({trend}).\n"
                 f"{stack_report(flow.settings)}\nfirst differences:\n"
-                f"{shown}\nflow log tail:\n{flow.log_tail()}"
+                f"{shown}\nflow log tail (without librdkafka's connection refusals):\n"
+                + "\n".join(tail[-40:])
+                + f"\nflow stacks (py-spy):\n{stacks}"
             )
         time.sleep(2)
 

@@ -66,3 +66,27 @@ def test_the_stall_report_carries_native_stacks() -> None:
         sleeper.wait()
     assert stacks is not None, "py-spy is not installed (pip install -e '.[dev]')"
     assert "parked" in stacks, stacks
+
+
+def test_each_check_asks_through_a_consumer_of_its_own(monkeypatch: Any) -> None:
+    """A consumer kept across a broker restart can be stuck like the flow's own: each check
+    makes a new one and closes it."""
+    made: list[FakeConsumer] = []
+
+    class FakeConsumer(Watermarks):
+        def __init__(self, config: dict[str, str]) -> None:
+            super().__init__({("psa.transaction", 0): 30})
+            self.config = config
+            self.closed = False
+            made.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(watchdog, "Consumer", FakeConsumer)
+    p = Progress()
+    p.note("psa.transaction", 0, 19)
+    assert watchdog.behind_now("127.0.0.1:9092", p) == {"psa.transaction[0]": 10}
+    assert watchdog.behind_now("127.0.0.1:9092", p) == {"psa.transaction[0]": 10}
+    assert len(made) == 2 and all(c.closed for c in made)
+    assert made[0].config["bootstrap.servers"] == "127.0.0.1:9092"
