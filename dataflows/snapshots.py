@@ -83,8 +83,10 @@ def _by_constructor(cls: type) -> Callable[[Any], Reduction]:
     return lambda obj: (cls, get(obj))
 
 
-_FAST_TABLE: dict[type, Callable[[Any], Reduction]] = {
-    cls: _by_constructor(cls) for cls in FAST_TYPES
+# the dispatch table of every snapshot (copyreg's entries, then the state's dataclasses)
+_FAST_TABLE: dict[Any, Callable[[Any], Any]] = {
+    **copyreg.dispatch_table,
+    **{cls: _by_constructor(cls) for cls in FAST_TYPES},
 }
 
 
@@ -153,9 +155,9 @@ class _Unpickler(pickle.Unpickler):
 
 def dumps(state: object, store: SegmentStore | None) -> bytes:
     """Pickle ``state``; final segments by reference when there is a ``store``."""
-    table: dict[Any, Any] = {**copyreg.dispatch_table, **_FAST_TABLE}
+    table = _FAST_TABLE
     if store is not None:
-        table[FinalSegment] = lambda seg: (_segment, (store.name_of(seg),))
+        table = {**_FAST_TABLE, FinalSegment: lambda seg: (_segment, (store.name_of(seg),))}
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = table

@@ -136,10 +136,7 @@ class _Counter(StatelessSinkPartition[Any]):
     def write_batch(self, items: list[Any]) -> None:
         for _k, item in items:
             if isinstance(item, Emission):  # not Progress
-                self._sink.emissions += 1
-                key = getattr(item.update, "key", None)
-                if key is not None:
-                    self._sink.lines[key] = getattr(item.update, "new", None)
+                self._sink.take(item)
 
 
 class CountingSink(DynamicSink[Any]):
@@ -153,6 +150,13 @@ class CountingSink(DynamicSink[Any]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Counter:
         return _Counter(self)
 
+    def take(self, emission: Emission) -> None:
+        """One emission of the billing step (the in-process bench pass calls this directly)."""
+        self.emissions += 1
+        key = getattr(emission.update, "key", None)
+        if key is not None:
+            self.lines[key] = getattr(emission.update, "new", None)
+
     def digest(self) -> str:
         return lines_digest(self.lines)
 
@@ -164,17 +168,29 @@ def lines_digest(lines: dict[Any, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def by_source(records: Sequence[Framed]) -> dict[str, list[tuple[int, Msg]]]:
-    """Per source, (stream position, Kafka message of partition 0 of its topic, offsets
-    from 0)."""
-    out: dict[str, list[tuple[int, Msg]]] = {}
+def source_of(topic: str) -> str:
+    """The source database of a Debezium topic: its first name (``psa``, ``crm``, ``erp``)."""
+    return topic.split(".")[0]
+
+
+def messages(records: Sequence[Framed]) -> list[Msg]:
+    """The records as Kafka messages, in stream order, each of partition 0 of its topic with
+    offsets from 0."""
     offsets: dict[str, int] = {}
-    for g, r in enumerate(records):
+    out: list[Msg] = []
+    for r in records:
         off = offsets.get(r.topic, 0)
         offsets[r.topic] = off + 1
-        msg: Msg = KafkaSourceMessage(key=r.key, value=r.value, topic=r.topic, partition=0,
-                                      offset=off)  # fmt: skip
-        out.setdefault(r.topic.split(".")[0], []).append((g, msg))
+        out.append(KafkaSourceMessage(key=r.key, value=r.value, topic=r.topic, partition=0,
+                                      offset=off))  # fmt: skip
+    return out
+
+
+def by_source(records: Sequence[Framed]) -> dict[str, list[tuple[int, Msg]]]:
+    """Per source, (stream position, message) of :func:`messages`."""
+    out: dict[str, list[tuple[int, Msg]]] = {}
+    for g, msg in enumerate(messages(records)):
+        out.setdefault(source_of(str(msg.topic)), []).append((g, msg))
     return out
 
 
@@ -237,7 +253,7 @@ def run_processes(
     with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
         data = Path(tmp) / "records.pickle"
         data.write_bytes(pickle.dumps((schemas, list(records))))
-        clock = Clock.create(Path(tmp) / "clock", len(by_source(records)))
+        clock = Clock.create(Path(tmp) / "clock", len({source_of(r.topic) for r in records}))
         addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(processes))
         procs = []
         for i in range(processes):

@@ -35,13 +35,12 @@ from bytewax.testing import TestingSource, run_main
 
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
-from dataflows.billing.target import LineKey, LineTarget
 from dataflows.cdc.change import Change, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.flow import build_flow
 from dataflows.logic import BillingLogic
 from dataflows.ordering import orderer_factory
-from ops.bench.cluster import CountingSink, lines_digest, run_in_process, run_processes
+from ops.bench.cluster import CountingSink, messages, run_in_process, run_processes
 from ops.bench.debezium import Encoder, Framed, in_transactions
 from ops.bench.world import MONTH_EVENTS, change_stream
 from sinks.erp.sink import SinkItem
@@ -63,22 +62,6 @@ class Pass:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
-
-
-class MemorySink:
-    """The latest target per line and the schedule per milestone: the ERP's live view, in RAM."""
-
-    def __init__(self) -> None:
-        self.lines: dict[LineKey, LineTarget | None] = {}
-        self.emissions = 0
-
-    def write(self, batch: list[Emission]) -> None:
-        self.emissions += len(batch)
-        for em in batch:
-            update = em.update
-            key = getattr(update, "key", None)
-            if key is not None:
-                self.lines[key] = getattr(update, "new", None)
 
 
 def encode_stream(
@@ -116,7 +99,7 @@ def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, Bil
     dec = ChangeDecoder(encoder.schemas)
     new_orderer = orderer_factory(sorted({r.topic for r in records}))
     logic = BillingLogic(load_mappings(), None, new_orderer=new_orderer)
-    sink = MemorySink()
+    sink = CountingSink()
     decode = dec.decode
     began = time.perf_counter()
     for i, r in enumerate(records):
@@ -124,20 +107,15 @@ def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, Bil
         if not isinstance(item, (Change, TxMarker)):
             continue
         out, _ = logic.on_item(item)
-        sink.write([o for o in out if isinstance(o, Emission)])
+        for o in out:
+            if isinstance(o, Emission):
+                sink.take(o)
     seconds = time.perf_counter() - began
-    digest = lines_digest(sink.lines)
-    return Pass(BILLING, len(records), seconds, sink.emissions, digest), logic.engine
+    return Pass(BILLING, len(records), seconds, sink.emissions, sink.digest()), logic.engine
 
 
 def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
-    offsets: dict[str, int] = {}
-    msgs: list[Msg] = []
-    for r in records:
-        off = offsets.get(r.topic, 0)
-        offsets[r.topic] = off + 1
-        msgs.append(KafkaSourceMessage(key=r.key, value=r.value, topic=r.topic, partition=0,
-                                       offset=off))  # fmt: skip
+    msgs = messages(records)
     sink = CountingSink()
     erp: Any = sink  # the flow's ERP step takes any Sink of (key, SinkItem)
     flow = build_flow(
@@ -277,4 +255,4 @@ def run_sizes(
     }
 
 
-__all__ = ["MemorySink", "Options", "SinkItem", "run_core", "run_sizes"]
+__all__ = ["Options", "SinkItem", "run_core", "run_sizes"]
