@@ -81,13 +81,16 @@ def build_flow(
     flow_id: str = FLOW_ID,
     segment_dir: Path | None = None,
     topics: Sequence[str] = (),
+    segment_retention_s: float = 0.0,
 ) -> Dataflow:
     """Wire the billing flow. ``decoder`` is called once per worker (it holds caches).
 
     ``segment_dir`` (beside the recovery store) receives the stubs of final items once per
-    close instead of in every snapshot (:mod:`dataflows.snapshots`). ``topics``: the topics
-    the source reads; the ordering stage waits for a source's transactions only when its
-    transaction topic is among them."""
+    close instead of in every snapshot (:mod:`dataflows.snapshots`), and the billing step's
+    base and journal (:mod:`dataflows.journal`), whose files of old generations are deleted
+    once older than ``segment_retention_s`` (the recovery store's backup interval).
+    ``topics``: the topics the source reads; the ordering stage waits for a source's
+    transactions only when its transaction topic is among them."""
     new_orderer = orderer_factory(topics)
 
     decoders: dict[str, ChangeDecoder] = {}
@@ -138,7 +141,9 @@ def build_flow(
     keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
 
     def billing(resume: bytes | None) -> BillingLogic:
-        return BillingLogic(mappings, resume, segment_dir, new_orderer)
+        return BillingLogic(
+            mappings, resume, segment_dir, new_orderer, retain_s=segment_retention_s
+        )
 
     billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))
     to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", billed, lambda _x: PARTITION)

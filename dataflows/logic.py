@@ -5,7 +5,9 @@ SPEC 4) and follows each unit's emissions with a :class:`~sinks.erp.writer.Progr
 input offsets it covered; it starts with a ``resumed`` Progress of what its snapshot held, so
 the writer recognises a replayed prefix. The engine's state (and those offsets) is
 snapshotted as pickled bytes (immutable, so a snapshot can never see a later epoch's
-changes) and restored on resume. When the reference mapping files changed
+changes) and restored on resume: with a segment directory as a base and a journal of the
+units applied since (:mod:`dataflows.journal`), so an epoch pays for what it applied, not
+for the whole state. When the reference mapping files changed
 since the snapshot, the logic re-evaluates the lines they affect at start (a timer due at
 once), so a finance edit takes effect at the next start even with no new source change.
 """
@@ -22,6 +24,8 @@ from bytewax.operators import StatefulLogic
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
+from dataflows.errors import StackError
+from dataflows.journal import Journal, Journaled, replay
 from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
 from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
@@ -60,9 +64,17 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         resume: bytes | None,
         segment_dir: Path | None = None,
         new_orderer: Callable[[str], TxOrderer] | None = None,
+        *,
+        retain_s: float = 0.0,
+        journal_min_changes: int | None = None,
     ) -> None:
-        # final items' stubs are written once to files here, not into every snapshot
+        # final items' stubs, the base and the journal are written once to files here
         self._segments = SegmentStore(segment_dir) if segment_dir is not None else None
+        # without a directory (tests, run --from-file without recovery): whole snapshots
+        self._journal: Journal | None = None
+        journal_args: dict[str, Any] = {"retain_s": retain_s}
+        if journal_min_changes is not None:
+            journal_args["min_changes"] = journal_min_changes
         self._new_orderer = new_orderer or orderer_factory(())
         # per input partition ("topic:partition"), the highest offset applied
         self._applied: dict[str, int] = {}
@@ -71,15 +83,33 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         if resume is None:
             self._engine = BillingEngine(mappings)
             self._pending: list[Output] = [Progress((), resumed=True)]
+            if self._segments is not None:
+                self._journal = Journal(self._segments, **journal_args)
             return
         state = loads(resume, self._segments)
         if isinstance(state, tuple):
             state, self._applied, self._orderers = state
         else:  # a snapshot from before units: it names no offsets
             assert isinstance(state, EngineState)
-        self._engine = BillingEngine.restore(state)
         self._pending = [Progress(tuple(sorted(self._applied.items())), resumed=True)]
+        if isinstance(state, Journaled):
+            if self._segments is None:
+                raise StackError("recovery", "the snapshot names a base and journal files: "
+                                 "no segment_dir")  # fmt: skip
+            rebuilt = replay(state, self._segments)
+            self._engine = rebuilt.engine
+            self._journal = Journal(self._segments, ref=state, **journal_args)
+            if rebuilt.touched.lines or rebuilt.touched.schedule:  # written by other rules
+                self._pending += emissions(rebuilt.touched, REEVALUATION, None,
+                                           self._engine.closed_through)  # fmt: skip
+                self._pending.append(Progress(()))
+        else:  # a whole engine: this version's inline snapshot, or an earlier version's
+            self._engine = BillingEngine.restore(state)
+            if self._segments is not None:
+                self._journal = Journal(self._segments, **journal_args)
         if self._engine.fingerprint != mappings.fingerprint:
+            if self._journal is not None:
+                self._journal.compact_next()  # a journal holds units only
             self._pending += emissions(
                 self._engine.with_mappings(mappings),
                 REEVALUATION,
@@ -116,6 +146,8 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         engine = self._engine
         closed = engine.closed_through
         deltas = engine.apply_unit(value.changes)
+        if self._journal is not None:
+            self._journal.record(value.changes, deltas)
         if len(deltas) == 1:  # one change, or a transaction's changes merged
             last = value.changes[-1]
             out += emissions(deltas[0], str(last.position), last.source_ts, engine.closed_through)
@@ -143,5 +175,8 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
 
     def snapshot(self) -> bytes:
         # the orderers are mutable: dumps copies them into the bytes now, at the epoch's end
-        state = (self._engine.snapshot(), dict(self._applied), self._orderers)
+        engine: object = self._engine.snapshot()
+        if self._journal is not None:  # the base and journal files, by name
+            engine = self._journal.snapshot(self._engine)
+        state = (engine, dict(self._applied), self._orderers)
         return dumps(state, self._segments)

@@ -110,7 +110,14 @@ class SegmentStore:
         if known is not None and known[0] is segment:
             return known[1]
         blob = pickle.dumps(segment, protocol=pickle.HIGHEST_PROTOCOL)
-        name = f"final-{segment.period}-{hashlib.sha256(blob).hexdigest()[:32]}.seg"
+        name = self.put(f"final-{segment.period}", blob)
+        self._names[id(segment)] = (segment, name)
+        return name
+
+    def put(self, prefix: str, blob: bytes) -> str:
+        """Write ``blob`` once as ``<prefix>-<sha256>.seg`` (temporary name, fsync, rename);
+        its file name."""
+        name = f"{prefix}-{hashlib.sha256(blob).hexdigest()[:32]}.seg"
         path = self.directory / name
         if not path.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -120,20 +127,23 @@ class SegmentStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        self._names[id(segment)] = (segment, name)
         return name
 
-    def load(self, name: str) -> FinalSegment:
+    def read(self, name: str) -> bytes:
+        """The bytes of a file a snapshot names; a clear error when it is missing."""
         path = self.directory / name
         try:
-            blob = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             raise StackError(
                 "recovery",
-                f"final segment {path} named by the recovery snapshot is missing: restore it "
-                "from the backup of the recovery store (it is part of that store)",
+                f"{path} named by the recovery snapshot is missing: restore it from the "
+                "backup of the recovery store (it is part of that store)",
             ) from None
-        segment = pickle.loads(blob)  # noqa: S301  # our own file, written by name_of() above
+
+    def load(self, name: str) -> FinalSegment:
+        path = self.directory / name
+        segment = pickle.loads(self.read(name))  # noqa: S301  # our own file, see put()
         if not isinstance(segment, FinalSegment):
             raise StackError("recovery", f"{path} does not hold a final segment")
         self._names[id(segment)] = (segment, name)

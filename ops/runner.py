@@ -208,6 +208,7 @@ def production_flow(settings: Settings) -> Dataflow:
             topics=settings.input_topics,
         ),
         segment_dir=recovery_dir(settings) / "finals",
+        segment_retention_s=settings.recovery_backup_interval_s,
         topics=settings.input_topics,
     )
 
@@ -252,6 +253,7 @@ def replay_file(
         erp_sink=ErpSink(lambda: erp_engine(erp_url), single_writer=True),
         topics=sorted({str(r.topic) for r in records}),
         segment_dir=None if recovery is None else recovery / "finals",
+        segment_retention_s=settings.recovery_backup_interval_s,
     )
     interval = snapshot_interval
     if interval is None and recovery is not None:

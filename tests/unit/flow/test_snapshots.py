@@ -19,39 +19,16 @@ from typing import Any
 import pytest
 
 from dataflows.billing.finals import FinalSegment
-from dataflows.billing.mappings import load_mappings
 from dataflows.billing.rules import Candidate
 from dataflows.billing.target import LineTarget
 from dataflows.cdc.change import Change, SourcePosition, TxMarker
-from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.logic import BillingLogic
 from dataflows.model import ROW_TYPES
-from dataflows.ordering import orderer_factory
 from dataflows.snapshots import _TAG, FAST_TYPES, SegmentStore
-from ops.bench.core import encode_stream
-
-Item = Change | TxMarker
+from tests.unit.flow.steps import Item, billing_step, decoded_stream, feed
 
 
 def _stream() -> list[Item]:
-    encoder, records = encode_stream(6000, seed=3, month_events=500, closes=True,
-                                     transactions=True)  # fmt: skip
-    dec = ChangeDecoder(encoder.schemas)
-    items = [dec.decode(r.topic, 0, i, r.key, r.value) for i, r in enumerate(records)]
-    return [i for i in items if isinstance(i, (Change, TxMarker))]
-
-
-def _logic(items: list[Item], resume: bytes | None, segments: Path | None) -> BillingLogic:
-    topics = sorted({i.topic for i in items})
-    return BillingLogic(load_mappings(), resume, segments, orderer_factory(topics))
-
-
-def _feed(logic: BillingLogic, items: list[Item]) -> list[Any]:
-    out: list[Any] = []
-    for item in items:
-        emitted, _ = logic.on_item(item)
-        out.extend(emitted)
-    return out
+    return decoded_stream(6000, seed=3, month_events=500)
 
 
 def _old_format(state: object, store: SegmentStore) -> bytes:
@@ -71,10 +48,10 @@ def test_a_resumed_step_emits_what_the_uninterrupted_one_emits(tmp_path: Path, h
     items = _stream()
     cut = len(items) // 2
     segments = None if how == "inline" else tmp_path / "segments"
-    first = _logic(items, None, segments)
-    _feed(first, items[:cut])
+    first = billing_step(items, None, segments)
+    feed(first, items[:cut])
     while not any(o.waiting() for o in first._orderers.values()):  # cut inside a transaction
-        _feed(first, [items[cut]])
+        feed(first, [items[cut]])
         cut += 1
     assert first.engine.finals and first.engine.lines  # closes happened, lines are open
     if how == "earlier version's format":
@@ -83,7 +60,7 @@ def test_a_resumed_step_emits_what_the_uninterrupted_one_emits(tmp_path: Path, h
         blob = _old_format(state, SegmentStore(segments))
     else:
         blob = first.snapshot()
-    resumed = _logic(items, blob, segments)
+    resumed = billing_step(items, blob, segments)
     assert resumed.engine.lines == first.engine.lines
     assert resumed.engine.state.candidates == first.engine.state.candidates
     assert resumed.engine.state.rows == first.engine.state.rows
@@ -92,7 +69,7 @@ def test_a_resumed_step_emits_what_the_uninterrupted_one_emits(tmp_path: Path, h
     # the rest of the stream: the same emissions (after the resumed Progress), the same end
     started, _ = resumed.on_notify()  # what it sends first: the Progress its snapshot held
     assert [getattr(o, "resumed", None) for o in started] == [True]
-    assert _feed(resumed, items[cut:]) == _feed(first, items[cut:])
+    assert feed(resumed, items[cut:]) == feed(first, items[cut:])
     assert resumed.engine.lines == first.engine.lines
 
 
