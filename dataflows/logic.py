@@ -3,7 +3,9 @@
 The step applies one :class:`~dataflows.ordering.Unit` at a time (a source transaction, whole:
 SPEC 4) and follows each unit's emissions with a :class:`~sinks.erp.writer.Progress` naming the
 input offsets it covered; it starts with a ``resumed`` Progress of what its snapshot held, so
-the writer recognises a replayed prefix. The engine's state (and those offsets) is
+the writer recognises a replayed prefix, and, when resumed, with a resync unit (the current
+target of every open line and milestone, used by the writer only in a replayed prefix:
+:mod:`sinks.erp.replay`). The engine's state (and those offsets) is
 snapshotted as pickled bytes (immutable, so a snapshot can never see a later epoch's
 changes) and restored on resume: with a segment directory as a base and a journal of the
 units applied since (:mod:`dataflows.journal`), so an epoch pays for what it applied, not
@@ -32,6 +34,7 @@ from dataflows.snapshots import SegmentStore, dumps, loads
 from sinks.erp.writer import Emission, Progress
 
 REEVALUATION = "mappings-changed"
+RESYNC = "resync"  # the source position of a resumed step's resync unit
 
 
 def emissions(
@@ -92,6 +95,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         else:  # a snapshot from before units: it names no offsets
             assert isinstance(state, EngineState)
         self._pending = [Progress(tuple(sorted(self._applied.items())), resumed=True)]
+        resync_at = len(self._pending)
         if isinstance(state, Journaled):
             if self._segments is None:
                 raise StackError("recovery", "the snapshot names a base and journal files: "
@@ -107,6 +111,12 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
             self._engine = BillingEngine.restore(state)
             if self._segments is not None:
                 self._journal = Journal(self._segments, **journal_args)
+        # the resync unit, right after the resumed marker (sinks/erp/replay.py: used only
+        # while the writer gathers a replayed prefix)
+        self._pending[resync_at:resync_at] = [
+            *emissions(self._engine.current(), RESYNC, None, self._engine.closed_through),
+            Progress((), resync=True),
+        ]
         if self._engine.fingerprint != mappings.fingerprint:
             if self._journal is not None:
                 self._journal.compact_next()  # a journal holds units only

@@ -477,6 +477,16 @@ class BillingEngine:
         self.state.rules_version = RULES_VERSION
         return self.reevaluate_all()
 
+    def current(self) -> Delta:
+        """The current target of every open line and milestone, as updates from nothing (a
+        resumed step's resync: ``sinks/erp/replay.py``)."""
+        return Delta(
+            lines=tuple(LineUpdate(k, None, t) for k, t in sorted(self.state.lines.items())),
+            schedule=tuple(
+                ScheduleUpdate(m, None, s) for m, s in sorted(self.state.schedule.items())
+            ),
+        )
+
     def reevaluate_all(self) -> Delta:
         """Re-classify and re-allocate everything; emits only what differs."""
         items = {(TS, k) for k in self.state.rows["timesheets"]}

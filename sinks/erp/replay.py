@@ -24,6 +24,16 @@ the item stream into units and decides how each is applied:
 - **Legacy**: until the first ``Progress`` (a writer fed without them), emissions are applied
   as they come, without covers — the behaviour before input progress existed.
 
+**Resync.** Right after its ``resumed`` marker, a billing step resumed from a snapshot sends
+one unit more: the current target of every open line and milestone, ending with a
+``Progress(resync=True)`` that covers nothing. While a prefix is gathered it is the prefix's
+first unit (every later emission of a line overrides it); otherwise it is dropped. It closes
+a hole of interleaving: the killed run may have committed a line's *intermediate* target —
+e.g. a PSA unit freed cap and billed line X, and the kill came before a CRM unit that holds
+it again was applied — while the resumed run, applying the same units in another
+interleaving across sources (the CRM unit first), never changes X and so never emits it;
+without the resync the ERP kept X billed (seen in the kill loop, chaos 01).
+
 Why a coalesced batch posts nothing new. A replay re-sends exactly the units after the
 snapshot, in the same order per partition, so after the prefix every line's last target is
 the one the ERP holds: diffed against the ERP it posts nothing, changes no line state, emits
@@ -247,6 +257,10 @@ class ReplayGate:
                 continue
             self._s.tracking = True
             gathering = self._s.gathering
+            if item.resync and gathering is None:  # nothing replayed: the ERP is in step
+                carry.clear()
+                held.clear()
+                continue
             if gathering is not None:
                 gathering.add(carry, item.covers, held)
                 if gathering.reached():

@@ -156,7 +156,10 @@ class Progress:
     records the unit released. ``resumed``: sent once, first, whenever the billing step
     starts (fresh: ``covers`` empty; from a snapshot: what the snapshot already held); the
     writer compares it with what the ERP has applied to recognise a replayed prefix (SPEC 4:
-    a restart posts nothing an uninterrupted run would not).
+    a restart posts nothing an uninterrupted run would not). ``resync``: ends the unit a
+    resumed billing step sends right after its ``resumed`` marker — the current target of
+    every open line and milestone — which the writer uses only while it gathers a replayed
+    prefix, and drops otherwise (:mod:`sinks.erp.replay`).
 
     What the writer relies on (:mod:`sinks.erp.replay`): every unit ends with its Progress,
     also a unit that emits nothing; the emissions of one unit and its Progress are emitted
@@ -165,6 +168,7 @@ class Progress:
 
     covers: tuple[tuple[str, int], ...]
     resumed: bool = False
+    resync: bool = False
 
 
 # per input partition ("topic:partition"), a Kafka offset

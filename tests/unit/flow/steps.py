@@ -9,9 +9,10 @@ from typing import Any
 from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.change import Change, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.logic import BillingLogic
+from dataflows.logic import RESYNC, BillingLogic
 from dataflows.ordering import orderer_factory
 from ops.bench.core import encode_stream
+from sinks.erp.writer import Emission, Progress
 
 Item = Change | TxMarker
 
@@ -40,3 +41,15 @@ def feed(logic: BillingLogic, items: list[Item]) -> list[Any]:
         emitted, _ = logic.on_item(item)
         out.extend(emitted)
     return out
+
+
+def check_started(logic: BillingLogic, started: list[Any]) -> None:
+    """What a resumed step sends first: the ``resumed`` marker with its snapshot's offsets,
+    then the resync unit — every open line's and milestone's current target, then a
+    ``Progress(resync=True)`` (sinks/erp/replay.py)."""
+    marker, *resync, end = started
+    assert isinstance(marker, Progress) and marker.resumed and not marker.resync
+    assert isinstance(end, Progress) and end.resync and end.covers == ()
+    current = logic.engine.current()
+    assert [e.update for e in resync] == [*current.lines, *current.schedule]
+    assert all(isinstance(e, Emission) and e.source_position == RESYNC for e in resync)

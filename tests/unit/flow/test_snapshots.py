@@ -24,7 +24,7 @@ from dataflows.billing.target import LineTarget
 from dataflows.cdc.change import Change, SourcePosition, TxMarker
 from dataflows.model import ROW_TYPES
 from dataflows.snapshots import _TAG, FAST_TYPES, SegmentStore
-from tests.unit.flow.steps import Item, billing_step, decoded_stream, feed
+from tests.unit.flow.steps import Item, billing_step, check_started, decoded_stream, feed
 
 
 def _stream() -> list[Item]:
@@ -68,7 +68,7 @@ def test_a_resumed_step_emits_what_the_uninterrupted_one_emits(tmp_path: Path, h
     assert len(resumed.engine.finals) == len(first.engine.finals)
     # the rest of the stream: the same emissions (after the resumed Progress), the same end
     started, _ = resumed.on_notify()  # what it sends first: the Progress its snapshot held
-    assert [getattr(o, "resumed", None) for o in started] == [True]
+    check_started(resumed, list(started))
     assert feed(resumed, items[cut:]) == feed(first, items[cut:])
     assert resumed.engine.lines == first.engine.lines
 

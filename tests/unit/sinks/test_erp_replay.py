@@ -28,6 +28,7 @@ from sqlalchemy.util import LRUCache
 from structlog.testing import capture_logs
 
 from dataflows.billing.target import LineTarget, LineUpdate
+from dataflows.logic import RESYNC
 from sinks.erp.replay import GateState
 from sinks.erp.sink import _ErpPartition
 from sinks.erp.writer import Emission, ErpWriter, Progress
@@ -269,6 +270,49 @@ def test_another_interleaving_posts_only_the_difference_once() -> None:
     assert after["progress"] == [(B, 1), (A, 2)]
     events = after["outbox"][len(before["outbox"]) :]
     assert [o[0] for o in events] == ["billing.transactions"] * 2  # no exception event
+    engine.dispose()
+
+
+def resync(*targets: LineTarget) -> list[Emission | Progress]:
+    """A resumed billing step's resync unit: every open line's current target."""
+    return [*(Emission(_update(None, t), RESYNC) for t in targets), Progress((), resync=True)]
+
+
+def test_the_resync_corrects_a_line_only_the_killed_run_emitted() -> None:
+    """The killed run applied A1 (line 1 billed: cap freed) and the ERP committed it; the CRM
+    unit B0 that holds line 1 again had not arrived. The restart (snapshot after A0: line 1
+    held) reads B0 first, then A1: line 1 stays held, so neither replayed unit emits it. Only
+    the resync tells the writer that the engine holds line 1 held (chaos 01 found the hole)."""
+    held, billed, other = line("1", 2), line("1", 0), line("2", 0)
+    a0 = unit(A, 0, Emission(_update(None, held), "a0"))
+    a1 = unit(A, 1, Emission(_update(held, billed), "a1"), Emission(_update(None, other), "a1"))
+    engine = erp()
+    run(partition(engine), [Progress((), resumed=True), *items_of([a0, a1])], [])
+    assert [r["state"] for r in erp_state(engine)["lines"]] == ["billed", "billed"]
+    b0r = unit(B, 0)  # line 1 was held already: B0 emits nothing
+    a1r = unit(A, 1, Emission(_update(None, other), "a1"))  # line 1 unchanged: not emitted
+    part = partition(engine)
+    part.write_batch([Progress(((A, 0),), resumed=True), *resync(held), *items_of([b0r, a1r])])
+    after = erp_state(engine)
+    assert [(r["source_id"], r["state"]) for r in after["lines"]] == [
+        ("1", "held"),
+        ("2", "billed"),
+    ]
+    assert after["progress"] == [(B, 0), (A, 1)]
+    engine.dispose()
+
+
+def test_the_resync_is_dropped_when_nothing_is_replayed() -> None:
+    """The ERP is where the snapshot is: the resync unit writes nothing (no batch at all)."""
+    held = line("1", 2)
+    a0 = unit(A, 0, Emission(_update(None, held), "a0"))
+    engine = erp()
+    run(partition(engine), [Progress((), resumed=True), *items_of([a0])], [])
+    before = erp_state(engine)
+    with capture_logs() as logs:
+        partition(engine).write_batch([Progress(((A, 0),), resumed=True), *resync(held)])
+    assert erp_state(engine) == before
+    assert not [e for e in logs if e["event"] in ("replay_started", "erp_batch")]
     engine.dispose()
 
 
