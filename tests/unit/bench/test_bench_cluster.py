@@ -17,8 +17,9 @@ from ops.bench.debezium import Framed
 def test_every_worker_and_process_count_ends_in_the_same_line_states() -> None:
     # without closes the targets are a function of the rows, whatever the interleaving of
     # the sources: every pass must end in the line states of the in-process pass
-    one = run_core(3000, Options(closes=False, workers=(1, 2)))
-    two = run_core(3000, Options(closes=False, flow=False, workers=(1,), processes=2))
+    # (issue 13.2 asks this of 1, 2 and 4 workers and of 2 processes of 2 workers)
+    one = run_core(3000, Options(closes=False, workers=(1, 2, 4)))
+    two = run_core(3000, Options(closes=False, flow=False, workers=(1, 2), processes=2))
     digests = {p["pass"]: p["lines_digest"] for p in one["passes"] + two["passes"]}
     assert set(digests) == {
         "decode (ceiling)",
@@ -26,7 +27,9 @@ def test_every_worker_and_process_count_ends_in_the_same_line_states() -> None:
         "bytewax flow, 1 worker",
         "flow 1x1, partition per source",
         "flow 1x2, partition per source",
+        "flow 1x4, partition per source",
         "flow 2x1, partition per source",
+        "flow 2x2, partition per source",
     }
     billed = {d for name, d in digests.items() if name != "decode (ceiling)"}
     assert len(billed) == 1 and None not in billed
