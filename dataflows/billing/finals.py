@@ -136,6 +136,15 @@ class FinalSegment:
         return (self._stub(i) for i in range(len(self)))
 
 
+_BLOCK_BITS = 10  # timesheet ids per block of the segment index: 1,024
+
+
+def _index_blocks(blocks: dict[int, list[FinalSegment]], seg: FinalSegment) -> None:
+    """Add ``seg`` to the blocks of its timesheet ids (segments are added in seq order)."""
+    for block in sorted({i >> _BLOCK_BITS for i in seg._ts_ids}):
+        blocks.setdefault(block, []).append(seg)
+
+
 def _sort_key(key: LineKey) -> tuple[int, str]:
     if key[0] == TS:
         return (int(key[1]), "")
@@ -157,11 +166,37 @@ class Finals:
 
     def find(self, key: LineKey) -> FinalStub | None:
         """The stub of ``key`` if it is final or waits in a reopened period (newest first)."""
-        for seg in reversed(self.segments):
+        for seg in reversed(self._candidates(key)):
             stub = seg.get(key)
             if stub is not None and key not in self.gone.get(seg.seq, ()):
                 return stub
         return None
+
+    def _candidates(self, key: LineKey) -> list[FinalSegment]:
+        """The segments that may hold ``key``, oldest first: for a timesheet those holding an
+        id of its block (ids are a sequence, so a block's items were final in few closes:
+        without this every change searched every segment, a cost growing with history);
+        for a milestone all of them."""
+        if key[0] != TS:
+            return self.segments
+        try:
+            block = int(key[1]) >> _BLOCK_BITS
+        except ValueError:
+            return []
+        blocks: dict[int, list[FinalSegment]] | None = self.__dict__.get("_blocks")
+        if blocks is None:  # after a restore, or a segment left
+            blocks = self.__dict__["_blocks"] = {}
+            for seg in self.segments:
+                _index_blocks(blocks, seg)
+        return blocks.get(block, [])
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_blocks", None)  # derived: rebuilt on the first find after a restore
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
 
     def is_final(self, stub: FinalStub) -> bool:
         return stub.final_period not in self.limbo
@@ -170,13 +205,16 @@ class Finals:
         seg = FinalSegment(self.next_seq, period, stubs)
         self.next_seq += 1
         self.segments.append(seg)
+        blocks = self.__dict__.get("_blocks")
+        if blocks is not None:
+            _index_blocks(blocks, seg)
         for s in stubs:
             self._count(s, +1)
         return seg
 
     def release(self, stub: FinalStub) -> None:
         """``stub``'s item leaves its segment (it is open again): its consumption is freed."""
-        for seg in reversed(self.segments):
+        for seg in reversed(self._candidates(stub.key)):
             if seg.period == stub.final_period and seg.get(stub.key) is not None:
                 gone = self.gone.setdefault(seg.seq, set())
                 if stub.key in gone:
@@ -186,6 +224,7 @@ class Finals:
                 if len(gone) == len(seg):  # nothing left in it
                     self.segments.remove(seg)
                     del self.gone[seg.seq]
+                    self.__dict__.pop("_blocks", None)  # rebuilt at the next find
                 return
         raise KeyError(stub.key)
 

@@ -3,6 +3,7 @@ what reopens a final item, allocation against final consumption, bounded snapsho
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dataflows.billing.engine import BillingEngine
-from dataflows.billing.finals import FinalSegment, FinalStub
+from dataflows.billing.finals import Finals, FinalSegment, FinalStub
 from dataflows.billing.periods import next_period, own_digest, posting_period
 from dataflows.billing.target import Delta, State
 from dataflows.cdc.change import Op
@@ -166,6 +167,37 @@ def test_segment_round_trips_its_stubs() -> None:
     seg = FinalSegment(0, "2024-03", stubs)
     assert sorted(seg, key=lambda s: s.key) == sorted(stubs, key=lambda s: s.key)
     assert seg.get(("timesheet", "3")) is None and seg.get(("milestone", "M-2")) is None
+
+
+def _stub(sid: int, period: str, digest: int = 1) -> FinalStub:
+    return FinalStub(("timesheet", str(sid)), period, "C1", period, D("0"), D("1.00"), digest)
+
+
+def test_finals_find_the_newest_segment_of_a_key_across_id_blocks() -> None:
+    """The block index of Finals.find (ids of 1,024 per block): keys in several blocks and
+    segments, a key in two segments (re-closed), a segment that empties (index rebuilt),
+    and a pickle round trip (the index is not pickled, it is rebuilt)."""
+    finals = Finals()
+    finals.add("2024-01", [_stub(5, "2024-01"), _stub(2000, "2024-01"), _stub(5000, "2024-01")])
+    finals.add("2024-02", [_stub(2001, "2024-02"), _stub(9000, "2024-02")])
+    finals.add("2024-03", [_stub(5000, "2024-03", digest=2)])  # final again, later close
+
+    def where(f: Finals) -> dict[int, str | None]:
+        ids = (5, 6, 2000, 2001, 5000, 9000, 1024, 10**12)
+        return {i: getattr(f.find(("timesheet", str(i))), "final_period", None) for i in ids}
+
+    expected = {5: "2024-01", 6: None, 2000: "2024-01", 2001: "2024-02", 5000: "2024-03",
+                9000: "2024-02", 1024: None, 10**12: None}  # fmt: skip
+    assert where(finals) == expected
+    assert finals.find(("timesheet", "not-a-number")) is None
+    restored = pickle.loads(pickle.dumps(finals))  # noqa: S301  # our own bytes
+    assert "_blocks" not in vars(pickle.loads(pickle.dumps(finals)))  # noqa: S301
+    assert where(restored) == expected
+    stub = finals.find(("timesheet", "5000"))
+    assert stub is not None
+    finals.release(stub)  # the 2024-03 segment empties and leaves
+    assert len(finals.segments) == 2
+    assert where(finals) == {**expected, 5000: "2024-01"}
 
 
 def _many(n: int) -> dict[str, Row]:
