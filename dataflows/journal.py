@@ -83,7 +83,6 @@ class Replayed:
 
     engine: BillingEngine
     touched: Delta = field(default_factory=Delta)
-    units: int = 0
 
 
 def _state_size(engine: BillingEngine) -> int:
@@ -109,10 +108,6 @@ class Journal:
         self._pending: list[Entry] = []
         self._pending_changes = 0
         self._compact = ref is None
-
-    @property
-    def ref(self) -> Journaled | None:
-        return self._ref
 
     def record(self, changes: Sequence[Change], deltas: Sequence[Delta]) -> None:
         """A unit the engine applied, with the deltas it returned."""
@@ -170,18 +165,16 @@ def replay(ref: Journaled, store: SegmentStore) -> Replayed:
     other_rules = ref.rules_version != RULES_VERSION
     lines: set[LineKey] = set()
     schedule: set[str] = set()
-    units = 0
     for name in ref.entries:
         entries: list[Entry] = loads(store.read(name), store)
         for changes, touched_lines, touched_schedule in entries:
             engine.apply_unit(changes)
-            units += 1
             if other_rules:
                 lines.update(touched_lines)
                 schedule.update(touched_schedule)
     if not other_rules:
-        return Replayed(engine, units=units)
-    return Replayed(engine, _current(engine, lines, schedule), units)
+        return Replayed(engine)
+    return Replayed(engine, _current(engine, lines, schedule))
 
 
 def _current(engine: BillingEngine, lines: set[LineKey], schedule: set[str]) -> Delta:

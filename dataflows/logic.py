@@ -27,7 +27,7 @@ from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
 from dataflows.errors import StackError
-from dataflows.journal import Journal, Journaled, replay
+from dataflows.journal import MIN_CHANGES, Journal, Journaled, replay
 from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
 from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
@@ -69,15 +69,18 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         new_orderer: Callable[[str], TxOrderer] | None = None,
         *,
         retain_s: float = 0.0,
-        journal_min_changes: int | None = None,
+        journal_min_changes: int = MIN_CHANGES,
     ) -> None:
         # final items' stubs, the base and the journal are written once to files here
         self._segments = SegmentStore(segment_dir) if segment_dir is not None else None
-        # without a directory (tests, run --from-file without recovery): whole snapshots
-        self._journal: Journal | None = None
-        journal_args: dict[str, Any] = {"retain_s": retain_s}
-        if journal_min_changes is not None:
-            journal_args["min_changes"] = journal_min_changes
+
+        def journal(ref: Journaled | None = None) -> Journal | None:
+            # without a directory (tests, run --from-file without recovery): whole snapshots
+            if self._segments is None:
+                return None
+            return Journal(self._segments, retain_s=retain_s, min_changes=journal_min_changes,
+                           ref=ref)  # fmt: skip
+
         self._new_orderer = new_orderer or orderer_factory(())
         # per input partition ("topic:partition"), the highest offset applied
         self._applied: dict[str, int] = {}
@@ -86,36 +89,35 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         if resume is None:
             self._engine = BillingEngine(mappings)
             self._pending: list[Output] = [Progress((), resumed=True)]
-            if self._segments is not None:
-                self._journal = Journal(self._segments, **journal_args)
+            self._journal = journal()
             return
         state = loads(resume, self._segments)
         if isinstance(state, tuple):
             state, self._applied, self._orderers = state
         else:  # a snapshot from before units: it names no offsets
             assert isinstance(state, EngineState)
-        self._pending = [Progress(tuple(sorted(self._applied.items())), resumed=True)]
-        resync_at = len(self._pending)
+        touched: list[Output] = []  # a journal of other rules: what it touched, again
         if isinstance(state, Journaled):
             if self._segments is None:
                 raise StackError("recovery", "the snapshot names a base and journal files: "
                                  "no segment_dir")  # fmt: skip
             rebuilt = replay(state, self._segments)
             self._engine = rebuilt.engine
-            self._journal = Journal(self._segments, ref=state, **journal_args)
-            if rebuilt.touched.lines or rebuilt.touched.schedule:  # written by other rules
-                self._pending += emissions(rebuilt.touched, REEVALUATION, None,
-                                           self._engine.closed_through)  # fmt: skip
-                self._pending.append(Progress(()))
+            self._journal = journal(state)
+            if rebuilt.touched.lines or rebuilt.touched.schedule:
+                touched += emissions(rebuilt.touched, REEVALUATION, None,
+                                     self._engine.closed_through)  # fmt: skip
+                touched.append(Progress(()))
         else:  # a whole engine: this version's inline snapshot, or an earlier version's
             self._engine = BillingEngine.restore(state)
-            if self._segments is not None:
-                self._journal = Journal(self._segments, **journal_args)
-        # the resync unit, right after the resumed marker (sinks/erp/replay.py: used only
-        # while the writer gathers a replayed prefix)
-        self._pending[resync_at:resync_at] = [
+            self._journal = journal()
+        # the resumed marker, then the resync unit (sinks/erp/replay.py: used only while the
+        # writer gathers a replayed prefix)
+        self._pending = [
+            Progress(tuple(sorted(self._applied.items())), resumed=True),
             *emissions(self._engine.current(), RESYNC, None, self._engine.closed_through),
             Progress((), resync=True),
+            *touched,
         ]
         if self._engine.fingerprint != mappings.fingerprint:
             if self._journal is not None:
@@ -185,8 +187,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
 
     def snapshot(self) -> bytes:
         # the orderers are mutable: dumps copies them into the bytes now, at the epoch's end
-        engine: object = self._engine.snapshot()
-        if self._journal is not None:  # the base and journal files, by name
-            engine = self._journal.snapshot(self._engine)
+        journal = self._journal  # with one: the base and journal files, by name
+        engine = journal.snapshot(self._engine) if journal is not None else self._engine.snapshot()
         state = (engine, dict(self._applied), self._orderers)
         return dumps(state, self._segments)

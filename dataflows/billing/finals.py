@@ -195,9 +195,6 @@ class Finals:
         state.pop("_blocks", None)  # derived: rebuilt on the first find after a restore
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-
     def is_final(self, stub: FinalStub) -> bool:
         return stub.final_period not in self.limbo
 
