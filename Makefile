@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install billsync with its dev tools
 
-check: setup ## lint (ruff) and type-check (mypy)
+check: setup ## lint (ruff), type-check (mypy) and the layer contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test-unit: setup ## unit tests only (no services)
 	$(BIN)/pytest -m "not integration and not e2e and not chaos and not replay and not soak"

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 
 COMPONENT = "kafka-connect"
 

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from billsync.errors import ConfigError, StackError
+from billsync.settings import Settings
 from connectors import rules
 from connectors.connect_client import ConnectClient, ConnectorState, FieldError
 from connectors.rules import Violation
 from connectors.source_checks import check_source
 from connectors.templates import TEMPLATE_DIR, load_template, render, template_names
-from dataflows.errors import ConfigError, StackError
-from ops.settings import Settings
 
 
 class ConnectorConfigInvalid(ConfigError):

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert
 
+from connectors.sources import psa_signal
 from dataflows.billing.periods import next_period
 from dataflows.billing.target import SourceType
-from ops.sourcedb.tables import psa_signal
 
 SIGNAL_TYPE = "execute-snapshot"
 

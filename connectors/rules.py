@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from billsync.change import SUFFIX
+from billsync.model import ROW_TYPES
 from connectors.compaction import creation_problems
-from dataflows.cdc.transaction import SUFFIX
-from dataflows.model import ROW_TYPES
 
 AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 POSTGRES_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -248,7 +248,7 @@ def check_secrets(config: Mapping[str, str]) -> list[Violation]:
 
 
 def check_tables(config: Mapping[str, str]) -> list[Violation]:
-    """Only contract tables (dataflows.model.ROW_TYPES) and the signal table are captured."""
+    """Only contract tables (billsync.model.ROW_TYPES) and the signal table are captured."""
     include = [t.strip() for t in config.get("table.include.list", "").split(",") if t.strip()]
     if not include:
         return []

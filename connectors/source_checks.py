@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 
+from billsync.settings import Settings
+from connectors.engines import normalise_url, reachable
 from connectors.rules import BINLOG_CLASSES, POSTGRES_CLASS, Violation
-from ops.settings import Settings
-from ops.sourcedb.engines import normalise_url, reachable
 
 _INSERT_INTO = re.compile(r"\binsert\s+into\s+([A-Za-z0-9_.\"]+)", re.IGNORECASE)
 

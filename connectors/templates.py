@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dataflows.errors import ConfigError
-from ops.settings import Settings
-from ops.stack.topology import REGISTRY_V2_PATH
+from billsync.errors import ConfigError
+from billsync.settings import Settings
+from schemas.client import REGISTRY_V2_PATH
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")

@@ -19,9 +19,9 @@ import orjson
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from billsync.errors import ConfigError
 from dataflows.cdc.schemas import DictSchemaSource
 from dataflows.cdc.wire import HEADER_SIZE
-from dataflows.errors import ConfigError
 
 FORMAT = "billsync-capture/1"
 Msg = KafkaSourceMessage[bytes | None, bytes | None]

@@ -30,15 +30,15 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from prometheus_client import Counter
 
+from billsync.change import Change, Tombstone, TxMarker
+from billsync.errors import RecordContext, RecordError
 from dataflows.billing.mappings import Mappings
-from dataflows.cdc.change import Change, Tombstone, TxMarker
 from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.errors import RecordContext, RecordError
+from dataflows.emissions import PARTITION, SinkItem
 from dataflows.logic import BillingLogic
 from dataflows.ordering import Letter, Ordered, orderer_factory
 from dataflows.progress import PROGRESS
-from sinks.erp.sink import PARTITION, SinkItem
 
 FLOW_ID = "billsync"
 ENGINE_KEY = "billing"

@@ -49,11 +49,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from billsync.change import Change
+from billsync.errors import StackError
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.rules import RULES_VERSION
 from dataflows.billing.target import Delta, LineKey, LineUpdate, ScheduleUpdate
-from dataflows.cdc.change import Change
-from dataflows.errors import StackError
 from dataflows.snapshots import SegmentStore, dumps, loads
 
 MIN_CHANGES = 20_000  # below this many journaled changes a base is not rewritten

@@ -1,7 +1,7 @@
 """The billing step's Bytewax logic: the pure engine behind Bytewax's StatefulLogic.
 
 The step applies one :class:`~dataflows.ordering.Unit` at a time (a source transaction, whole:
-SPEC 4) and follows each unit's emissions with a :class:`~sinks.erp.writer.Progress` naming the
+SPEC 4) and follows each unit's emissions with a :class:`~dataflows.emissions.Progress` naming the
 input offsets it covered; it starts with a ``resumed`` Progress of what its snapshot held, so
 the writer recognises a replayed prefix, and, when resumed, with a resync unit (the current
 target of every open line and milestone, used by the writer only in a replayed prefix:
@@ -23,15 +23,15 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
+from billsync.errors import StackError
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
-from dataflows.errors import StackError
+from dataflows.emissions import Emission, Progress
 from dataflows.journal import MIN_CHANGES, Journal, Journaled, replay
 from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
 from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
-from sinks.erp.writer import Emission, Progress
 
 REEVALUATION = "mappings-changed"
 RESYNC = "resync"  # the source position of a resumed step's resync unit
@@ -154,7 +154,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
 
     def _apply(self, value: Unit, out: list[Output]) -> None:
         """One unit: its emissions, its dead letters, then its Progress, onto ``out``."""
-        PROGRESS.work()  # working, not stalled (ops/watchdog.py)
+        PROGRESS.work()  # working, not stalled (ops/run/watchdog.py)
         engine = self._engine
         closed = engine.closed_through
         deltas = engine.apply_unit(value.changes)

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from dataflows.cdc.change import Change, TxMarker
+from billsync.change import Change, TxMarker
 
 END = "END"
 RECENT = 1000  # released transaction ids remembered, to drop an END delivered again

@@ -2,7 +2,7 @@
 billing step or the ERP writer last did work.
 
 Written by the decode step (one dict store per record), the billing step (per unit) and the
-sink (per batch), read by the stall watchdog of ``billsync run`` (``ops/watchdog.py``).
+sink (per batch), read by the stall watchdog of ``billsync run`` (``ops/run/watchdog.py``).
 """
 
 from __future__ import annotations

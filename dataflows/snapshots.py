@@ -21,7 +21,7 @@ reduced to their class and field values instead, rebuilt by their constructor
 
 The segment files live beside the Bytewax recovery store and must be kept (and backed up)
 with it: a snapshot that names a missing segment cannot be resumed
-(:class:`~dataflows.errors.StackError` names the file). Files of segments that no snapshot
+(:class:`~billsync.errors.StackError` names the file). Files of segments that no snapshot
 refers to any more are left in place (a few bytes per final item of a close); the backup
 interval of the recovery store decides which snapshots may still need them.
 """
@@ -41,11 +41,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dataflows import model
+from billsync import change, model
+from billsync.errors import StackError
 from dataflows.billing import mappings, rules, target
 from dataflows.billing.finals import FinalSegment
-from dataflows.cdc import change
-from dataflows.errors import StackError
 
 _TAG = "billsync-final-segment"  # persistent ids of earlier snapshots
 # the store segment references are loaded from, while loads() runs
@@ -143,17 +142,33 @@ class SegmentStore:
 
     def load(self, name: str) -> FinalSegment:
         path = self.directory / name
-        segment = pickle.loads(self.read(name))  # noqa: S301  # our own file, see put()
+        segment = _Unpickler(io.BytesIO(self.read(name)), None).load()  # our own file, see put()
         if not isinstance(segment, FinalSegment):
             raise StackError("recovery", f"{path} does not hold a final segment")
         self._names[id(segment)] = (segment, name)
         return segment
 
 
+# modules whose classes snapshots of earlier versions name (moved to the base package in the
+# layout of 2026-12-01, ARCHITECTURE.md §7): a recovery store written before still resumes
+MOVED_MODULES = {
+    "dataflows.model": "billsync.model",  # old module name
+    "dataflows.cdc.change": "billsync.change",  # old module name
+    "dataflows.errors": "billsync.errors",  # old module name
+    "sinks.erp.writer": "dataflows.emissions",  # Emission, Progress; old module name
+}
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, store: SegmentStore | None) -> None:
         super().__init__(file)
         self._store = store
+
+    def find_class(self, module: str, name: str) -> Any:
+        moved = MOVED_MODULES.get(module)
+        if moved is not None and (module != "sinks.erp.writer" or name in ("Emission", "Progress")):
+            module = moved
+        return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> FinalSegment:  # snapshots of earlier versions
         if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _TAG):

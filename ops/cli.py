@@ -9,7 +9,7 @@ import importlib
 
 import typer
 
-from dataflows.errors import BillsyncError
+from billsync.errors import BillsyncError
 from ops.console import err_console
 
 app = typer.Typer(

@@ -6,11 +6,15 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+import typer
 from rich.console import Console
 from rich.table import Table
+
+# the `--json` option of every command that prints: one definition, one help text
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 console = Console()
 err_console = Console(stderr=True)

@@ -7,14 +7,16 @@ Schema Registry alike: only the endpoints both implement are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from dataflows.errors import BillsyncError, StackError
+from billsync.errors import BillsyncError, StackError
 
 _CT = "application/vnd.schemaregistry.v1+json"
+# Apicurio's native v2 API, which its Kafka Connect converters call (connectors, ops/stack)
+REGISTRY_V2_PATH: Final = "/apis/registry/v2"
 
 
 class RegistryError(BillsyncError):

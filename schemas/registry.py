@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import fastavro
 
-from dataflows.errors import ConfigError
+from billsync.errors import ConfigError
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 

@@ -28,10 +28,10 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
+from billsync.model import Contract
 from dataflows.billing.money import CENT, ZERO, q2
 from dataflows.billing.rules import Candidate, OrderKey, Reason
 from dataflows.billing.target import LineKey, LineTarget, State
-from dataflows.model import Contract
 
 WHOLE_CONTRACT = "*"  # the group of a contract whose cap spans the whole contract
 

@@ -12,18 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from dataflows.billing.allocation import allocate
-from dataflows.billing.mappings import Mappings
-from dataflows.billing.money import ZERO
-from dataflows.billing.rules import (
-    Candidate,
-    Context,
-    classify_milestone,
-    classify_timesheet,
-    schedule_line,
-)
-from dataflows.billing.target import LineKey, LineTarget, ScheduleLine, SourceType
-from dataflows.model import (
+from billsync.model import (
     ROW_TYPES,
     Account,
     Contract,
@@ -35,6 +24,17 @@ from dataflows.model import (
     Row,
     Timesheet,
 )
+from dataflows.billing.allocation import allocate
+from dataflows.billing.mappings import Mappings
+from dataflows.billing.money import ZERO
+from dataflows.billing.rules import (
+    Candidate,
+    Context,
+    classify_milestone,
+    classify_timesheet,
+    schedule_line,
+)
+from dataflows.billing.target import LineKey, LineTarget, ScheduleLine, SourceType
 
 TS = SourceType.TIMESHEET.value
 MS = SourceType.MILESTONE.value

@@ -1,7 +1,7 @@
 """The incremental billing engine: one change in, the lines whose target changed out.
 
 :class:`BillingEngine` keeps the current source rows, a few reverse indexes, every line's
-pre-allocation outcome and its current target. For one :class:`~dataflows.cdc.change.Change`
+pre-allocation outcome and its current target. For one :class:`~billsync.change.Change`
 it re-classifies exactly the items that can depend on the changed row:
 
 =====================  ===========================================================
@@ -42,6 +42,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from billsync.change import Change
+from billsync.model import (
+    ROW_TYPES,
+    Account,
+    Contract,
+    ContractAmendment,
+    ContractRate,
+    Employee,
+    Milestone,
+    Project,
+    Row,
+    Timesheet,
+)
 from dataflows.billing.allocation import (
     WHOLE_CONTRACT,
     Book,
@@ -76,19 +89,6 @@ from dataflows.billing.target import (
     ScheduleLine,
     ScheduleUpdate,
     SourceType,
-)
-from dataflows.cdc.change import Change
-from dataflows.model import (
-    ROW_TYPES,
-    Account,
-    Contract,
-    ContractAmendment,
-    ContractRate,
-    Employee,
-    Milestone,
-    Project,
-    Row,
-    Timesheet,
 )
 
 TS = SourceType.TIMESHEET.value

@@ -1,7 +1,7 @@
 """The reference mappings finance edits: labor category -> ERP item, jurisdiction -> tax rate.
 
 Loaded once at start from two versioned CSV files with a header row (SPEC 1). A bad file is
-refused with a :class:`~dataflows.errors.ConfigError` naming the file, the line and the
+refused with a :class:`~billsync.errors.ConfigError` naming the file, the line and the
 column. :attr:`Mappings.fingerprint` (sha256 over both files' bytes) lets the dataflow see at
 start that finance changed a file, and re-evaluate the lines it affects.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from dataflows.errors import ConfigError
+from billsync.errors import ConfigError
 
 LABOR_FILE = "labor_categories.csv"
 TAX_FILE = "tax_rates.csv"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
+from billsync.model import AccountingPeriod, Milestone, Row, Timesheet
 from dataflows.billing.target import LineTarget, State
-from dataflows.model import AccountingPeriod, Milestone, Row, Timesheet
 
 # states that become final at a close; held and exception are carried forward (stay open)
 FINAL_STATES = frozenset({State.BILLED, State.PARTIALLY_HELD, State.NON_BILLABLE})

@@ -51,10 +51,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from dataflows.billing.mappings import MILESTONE_CATEGORY, LaborMapping, Mappings
-from dataflows.billing.money import ZERO, milestone_period, month_of, q2, utc_date
-from dataflows.billing.target import LineTarget, ScheduleLine, SourceType, State
-from dataflows.model import (
+from billsync.model import (
     Account,
     Contract,
     ContractAmendment,
@@ -64,6 +61,9 @@ from dataflows.model import (
     Project,
     Timesheet,
 )
+from dataflows.billing.mappings import MILESTONE_CATEGORY, LaborMapping, Mappings
+from dataflows.billing.money import ZERO, milestone_period, month_of, q2, utc_date
+from dataflows.billing.target import LineTarget, ScheduleLine, SourceType, State
 
 
 class Reason:

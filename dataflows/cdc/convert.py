@@ -1,4 +1,4 @@
-"""Per-column converters from Debezium's Avro encodings to the Python types of dataflows.model.
+"""Per-column converters from Debezium's Avro encodings to the Python types of billsync.model.
 
 A converter is chosen once per (writer schema, column) from the column's Avro schema — its
 ``connect.name`` (Debezium/Connect semantic type), ``logicalType`` and Avro type — and the

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dataflows.errors import RecordError
+from billsync.errors import RecordError
 
 
 def dead_letter(error: RecordError, *, now_ms: int | None = None) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 ``TxMarker`` out.
 
 This is the only place that reads Debezium envelopes. Everything after it sees typed rows of
-:mod:`dataflows.model`. Any record that cannot be read raises
-:class:`~dataflows.errors.RecordError` with the record's context (topic, partition, offset, key
+:mod:`billsync.model`. Any record that cannot be read raises
+:class:`~billsync.errors.RecordError` with the record's context (topic, partition, offset, key
 and value bytes) and a ``kind`` in ``context.extra`` — see :mod:`dataflows.cdc.deadletter`.
 
 Table topics are ``<prefix>.<schema-or-database>.<table>``: the prefix names the source
 (``psa``, ``crm`` or another registered connector), the table picks the row type from
-``dataflows.model.ROW_TYPES``. ``<prefix>.transaction`` is the source's transaction topic: its
-BEGIN/END records become :class:`~dataflows.cdc.change.TxMarker`
+``billsync.model.ROW_TYPES``. ``<prefix>.transaction`` is the source's transaction topic: its
+BEGIN/END records become :class:`~billsync.change.TxMarker`
 (:mod:`dataflows.cdc.transaction`).
 """
 
@@ -21,7 +21,9 @@ from typing import Any, cast
 
 from fastavro import schemaless_reader
 
-from dataflows.cdc.change import Change, Op, Tombstone, TxMarker, TxRef
+from billsync.change import Change, Op, Tombstone, TxMarker, TxRef
+from billsync.errors import RecordContext, RecordError
+from billsync.model import ROW_TYPES, Row
 from dataflows.cdc.convert import EPOCH, SchemaMismatch
 from dataflows.cdc.envelope import MissingPrimaryKey, Plan, compile_plan
 from dataflows.cdc.schemas import SchemaNotFound, SchemaSource
@@ -34,8 +36,6 @@ from dataflows.cdc.transaction import (
     transaction_prefix,
 )
 from dataflows.cdc.wire import HEADER_SIZE, WireFormatError, schema_id_of
-from dataflows.errors import RecordContext, RecordError
-from dataflows.model import ROW_TYPES, Row
 
 OPS: dict[str, Op] = {op.value: op for op in Op}
 

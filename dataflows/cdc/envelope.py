@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 from fastavro import parse_schema
 
-from dataflows.cdc.change import SourcePosition
+from billsync.change import SourcePosition
+from billsync.model import Row
 from dataflows.cdc.convert import Converter, SchemaMismatch, converter_for, non_null_branch
-from dataflows.model import Row
 
 # fastavro needs a precision for Avro decimals; Connect writes it as a parameter, and a schema
 # that has neither is still decodable with a precision wide enough for any column.

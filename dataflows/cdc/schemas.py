@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 
 Schema = dict[str, Any] | list[Any] | str
 

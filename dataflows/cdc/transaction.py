@@ -32,10 +32,9 @@ from typing import Any
 
 from fastavro import parse_schema
 
-from dataflows.cdc.change import TxMarker
+from billsync.change import SUFFIX, TxMarker
 from dataflows.cdc.convert import SchemaMismatch
 
-SUFFIX = "transaction"  # Debezium's ``topic.transaction`` default: <topic.prefix>.transaction
 STATUSES = ("BEGIN", "END")
 _MARKER_FIELDS = ("status", "id", "event_count", "data_collections")
 # PostgreSQL's "<xid>:<lsn>"; a MySQL GTID "<server uuid>:<n>" has letters and dashes and a
@@ -45,11 +44,6 @@ _PG_ID = re.compile(r"([0-9]+):([0-9]+)")
 
 class MarkerInvalid(ValueError):
     """A transaction-topic record whose values are not a BEGIN or END Debezium would write."""
-
-
-def transaction_topic(prefix: str) -> str:
-    """The transaction topic of the connector with ``topic.prefix`` = ``prefix``."""
-    return f"{prefix}.{SUFFIX}"
 
 
 def transaction_prefix(topic: str) -> str | None:

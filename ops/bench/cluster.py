@@ -35,9 +35,9 @@ from bytewax.testing import cluster_main, run_main
 from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import SchemaSource
+from dataflows.emissions import Emission
 from dataflows.flow import build_flow
 from ops.bench.debezium import Framed
-from sinks.erp.writer import Emission
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
 BATCH = 1000  # records per batch of a partition (KafkaSource's default batch_size)

@@ -33,18 +33,17 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import TestingSource, run_main
 
+from billsync.change import Change, TxMarker
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
-from dataflows.cdc.change import Change, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
+from dataflows.emissions import Emission, SinkItem
 from dataflows.flow import build_flow
 from dataflows.logic import BillingLogic
 from dataflows.ordering import orderer_factory
 from ops.bench.cluster import CountingSink, messages, run_in_process, run_processes
 from ops.bench.debezium import Encoder, Framed, in_transactions
 from ops.bench.world import MONTH_EVENTS, change_stream
-from sinks.erp.sink import SinkItem
-from sinks.erp.writer import Emission
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
 BILLING = "decode+billing+memory sink"

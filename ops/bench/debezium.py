@@ -24,9 +24,9 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_writer
 
+from billsync.model import ERP_TABLES, PSA_TABLES, Row
 from dataflows.cdc.schemas import DictSchemaSource
 from dataflows.cdc.wire import frame
-from dataflows.model import ERP_TABLES, PSA_TABLES, Row
 
 EPOCH_DAY = date(1970, 1, 1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -31,9 +31,9 @@ from typing import Any
 from sqlalchemy import Engine, column, create_engine, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from dataflows.errors import StackError
-from ops.settings import Settings
-from ops.sourcedb.tables import timesheets
+from billsync.errors import StackError
+from billsync.settings import Settings
+from connectors.sources import timesheets
 from sinks.erp.tables import billing_line_state
 
 NOTE = "bench-e2e"

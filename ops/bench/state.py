@@ -50,16 +50,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from billsync.change import Change, Op, SourcePosition
+from billsync.errors import BillsyncError
+from billsync.model import ContractRate
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
-from dataflows.cdc.change import Change, Op, SourcePosition
-from dataflows.errors import BillsyncError
+from dataflows.emissions import Emission
 from dataflows.logic import BillingLogic
-from dataflows.model import ContractRate
 from dataflows.ordering import Unit
 from dataflows.snapshots import SegmentStore, dumps, loads
 from ops.bench.world import Event, history_stream, open_lines_stream
-from sinks.erp.writer import Emission
 
 GOAL_RATIO = 1.2  # SPEC 2b: N lines with M open within 1.2x of M open lines
 PROGRESS_EVERY = 5000
@@ -70,11 +70,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from dataflows.billing.mappings import load_mappings
-from dataflows.cdc.change import Change, Op, SourcePosition
+from billsync.change import Change, Op, SourcePosition
 from dataflows.logic import BillingLogic
-from dataflows.model import ContractRate
+from billsync.model import ContractRate
 from dataflows.ordering import Unit
-from dataflows.model import Timesheet
+from billsync.model import Timesheet
 from dataflows.ordering import Unit
 from ops.bench.state import rss_mb
 data = open(sys.argv[1], "rb").read()

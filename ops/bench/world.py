@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from dataflows.model import (
+from billsync.model import (
     Account,
     AccountingPeriod,
     Contract,

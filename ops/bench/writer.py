@@ -36,8 +36,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, create_engine, text
 
 from dataflows.billing.target import LineTarget, LineUpdate, SourceType, State
+from dataflows.emissions import Covers, Emission
 from sinks.erp import tables as t
-from sinks.erp.writer import Covers, Emission, ErpWriter
+from sinks.erp.writer import ErpWriter
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
 HOURS = Decimal("8.00")

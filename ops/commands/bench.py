@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
-from dataflows.errors import ConfigError
+from billsync.errors import ConfigError
+from billsync.settings import get_settings
 from ops.bench.world import MONTH_EVENTS
 from ops.console import console, emit_json, emit_table
-from ops.settings import get_settings
 
 app = typer.Typer(
     help="Benchmarks: core throughput, state size and resume, live latency, ERP batch time."

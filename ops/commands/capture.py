@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ops.capture import capture
+from billsync.settings import get_settings
 from ops.console import console
-from ops.settings import get_settings
+from ops.topics.capture import capture
 
 app = typer.Typer(help="Record the Debezium source topics (with their schemas) into a file.")
 

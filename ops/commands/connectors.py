@@ -7,21 +7,20 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from billsync.errors import StackError
+from billsync.settings import get_settings
 from connectors.connect_client import ConnectClient, ConnectorState
 from connectors.freshness import describe, heartbeat_age, heartbeat_topic
 from connectors.heal import heal
 from connectors.registration import ConnectorConfigInvalid, register, validate, wait_running
 from connectors.rules import Violation
 from connectors.templates import load_template, render, template_names
-from dataflows.errors import StackError
-from ops.console import console, emit_json, emit_table, err_console
-from ops.settings import get_settings
+from ops.console import JsonOpt, console, emit_json, emit_table, err_console
 
 app = typer.Typer(
     help="Debezium connectors: list, render, validate, register, status, restart, heal."
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 NameArg = Annotated[str, typer.Argument(help="connector name = template file connectors/NAME.json")]
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="seconds to wait for RUNNING", min=1.0)

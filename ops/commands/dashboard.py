@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
+from billsync.settings import get_settings
 from ops.console import console
-from ops.metrics import ErpCollector
-from ops.runner import erp_engine
-from ops.settings import get_settings
-from sinks.dashboard.server import make_server
-from sinks.dashboard.summary import summary
+from ops.reads.dashboard.server import make_server
+from ops.reads.dashboard.summary import summary
+from ops.reads.metrics import ErpCollector
+from ops.run.runner import erp_engine
 
 app = typer.Typer(help="The dashboard page: holds, amounts by period, lag, latency, DLQ, drift.")
 

@@ -20,22 +20,21 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from dataflows.errors import ConfigError
-from ops.console import emit_json, emit_table, err_console
-from ops.runner import erp_engine
-from ops.settings import Settings, get_settings
-from ops.sourcedb.engines import crm_engine, psa_engine, reachable
+from billsync.errors import ConfigError
+from billsync.settings import Settings, get_settings
+from connectors.engines import crm_engine, psa_engine, reachable
+from connectors.sources import crm_metadata, erp_capture_metadata, psa_metadata
+from ops.console import JsonOpt, emit_json, emit_table, err_console
+from ops.run.runner import erp_engine
 from ops.sourcedb.generate import build
 from ops.sourcedb.install import TableStatus, describe, init_crm, init_erp, init_psa
 from ops.sourcedb.load import CRM_ORDER, PSA_ORDER, empty, load_crm, load_psa, non_empty
-from ops.sourcedb.tables import crm_metadata, erp_capture_metadata, psa_metadata
 
 app = typer.Typer(
     help="Source databases: create the PSA and CRM tables, load demo data, empty them.",
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 STATUS_COLUMNS = ["source", "table", "exists", "rows", "replica_identity"]
 
 

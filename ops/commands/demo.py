@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
+from billsync.settings import get_settings
+from connectors.engines import crm_engine, psa_engine
 from ops.console import console
 from ops.demo import flowproc
 from ops.demo.story import Demo, new_tag
-from ops.runner import erp_engine
-from ops.settings import get_settings
-from ops.sourcedb.engines import crm_engine, psa_engine
+from ops.run.runner import erp_engine
 
 app = typer.Typer(help="The demo: stack, sources, connectors, the flow and a live story.")
 

@@ -7,19 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
+from billsync.settings import get_settings
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
-from ops.console import emit_table, err_console
-from ops.replay import Replayer, replayed_positions
-from ops.runner import erp_engine
-from ops.settings import get_settings
-from ops.topics import TopicReader, TopicRecord
+from ops.console import JsonOpt, emit_table, err_console
+from ops.reads.topics import TopicReader, TopicRecord
+from ops.run.runner import erp_engine
+from ops.topics.replay import Replayer, replayed_positions
 from sinks.erp.records import DLQ_TOPIC
 
 app = typer.Typer(help="Dead letters (billing.dlq): list them, replay those whose cause is fixed.")
 
 TopicOpt = Annotated[str, typer.Option(help="dead-letter topic")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def _records(topic: str) -> list[TopicRecord]:

@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
+from billsync.settings import get_settings
+from connectors.engines import crm_engine, psa_engine
 from dataflows.billing.mappings import load_mappings
 from dataflows.billing.target import SourceType
-from ops.console import console, emit_json, emit_table
-from ops.runner import erp_engine
-from ops.settings import get_settings
-from ops.sourcedb.engines import crm_engine, psa_engine
-from sinks.audit.sources import read_world
-from sinks.queries import queue
-from sinks.queries.explain import explain as explain_item
+from ops.console import JsonOpt, console, emit_json, emit_table
+from ops.reads.audit.sources import read_world
+from ops.reads.queries import queue
+from ops.reads.queries.explain import explain as explain_item
+from ops.run.runner import erp_engine
 
 app = typer.Typer(help="The exception queue: current holds and exceptions, and why.")
 
@@ -40,7 +40,7 @@ def list_(
     reason: Annotated[str | None, typer.Option(help="only this reason, e.g. NO_RATE")] = None,
     contract: Annotated[str | None, typer.Option(help="only this contract_id")] = None,
     limit: Annotated[int | None, typer.Option(help="rows at most (oldest first)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Lines held, partially held or in exception, oldest first: age, amounts, reason, cause.
 
@@ -64,7 +64,7 @@ def list_(
 def explain(
     source_id: Annotated[str, typer.Argument(help="timesheet_id or milestone_id")],
     source_type: Annotated[SourceType, typer.Option("--type")] = SourceType.TIMESHEET,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The rule that decides the line from the current PSA/CRM rows, the rows it read, and
     what the ERP holds for it (line state, ledger entries with their source positions)."""

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from sqlalchemy import inspect
 
-from ops.console import console, emit_table
-from ops.runner import erp_engine
-from ops.settings import get_settings
+from billsync.settings import get_settings
+from ops.console import JsonOpt, console, emit_table
+from ops.run.runner import erp_engine
 from sinks.erp import tables as t
 from sinks.kafka.quarantine import quarantined
 
@@ -22,7 +22,7 @@ COLUMNS = ("id", "stage", "outbox_id", "topic", "key", "created_at", "quarantine
 def quarantine_(
     topic: Annotated[str | None, typer.Option(help="only this topic")] = None,
     limit: Annotated[int | None, typer.Option(help="rows at most (oldest first)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Outbox records that cannot be encoded for their topic, oldest first: where they were
     refused (enqueue: before the outbox; relay: by the relay), the error, when.

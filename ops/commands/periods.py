@@ -29,17 +29,16 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Engine
 
+from billsync.settings import get_settings
 from connectors import resnapshot
-from ops.console import console, emit_json, emit_table, err_console
-from ops.runner import erp_engine
-from ops.settings import get_settings
-from ops.sourcedb.engines import psa_engine, reachable
+from connectors.engines import psa_engine, reachable
+from ops.console import JsonOpt, console, emit_json, emit_table, err_console
+from ops.run.runner import erp_engine
 from sinks.erp import periods as p
 from sinks.erp.migrate import upgrade
 
 app = typer.Typer(help="Accounting periods: list, close in order, reopen with a reason.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 LIST_COLUMNS = (
     "period",
     "status",

@@ -2,7 +2,7 @@
 
 - ``audit``: recompute the target state in batch from the sources and compare it with the ERP,
   and check that the ledger's source positions never go backwards per item and source
-  (:mod:`sinks.audit.positions`); its result is kept in ``recon_audit_runs`` (the flow's
+  (:mod:`ops.reads.audit.positions`); its result is kept in ``recon_audit_runs`` (the flow's
   /metrics and the dashboard show the last drift).
 - ``tail``: the live latest-per-key table of the ``recon.snapshots`` topic.
 - ``report``: figures per (project, period) from the ERP table ``recon_snapshots`` (or
@@ -25,25 +25,24 @@ from rich.live import Live
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from billsync.settings import get_settings
+from connectors.engines import crm_engine, psa_engine
 from dataflows.billing.batch import compute_targets
 from dataflows.billing.mappings import load_mappings
-from ops.console import console, emit_json, emit_table
-from ops.runner import erp_engine
-from ops.settings import get_settings
-from ops.sourcedb.engines import crm_engine, psa_engine
-from ops.topics import TopicReader
-from sinks.audit import positions
-from sinks.audit.compare import compare, read_finals
-from sinks.audit.sources import read_world
+from ops.console import JsonOpt, console, emit_json, emit_table
+from ops.reads.audit import positions
+from ops.reads.audit.compare import compare, read_finals
+from ops.reads.audit.sources import read_world
+from ops.reads.queries import audit_runs, figures
+from ops.reads.queries.parquet import write_figures
+from ops.reads.queries.tables import ensure
+from ops.reads.topics import TopicReader
+from ops.run.runner import erp_engine
 from sinks.erp.migrate import upgrade
 from sinks.erp.records import RECON_TOPIC
-from sinks.queries import audit_runs, figures
-from sinks.queries.parquet import write_figures
-from sinks.queries.tables import ensure
 
 app = typer.Typer(help="Reconciliation: audit the ERP against the sources, report figures.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 TAIL_COLUMNS = (
     "project_id",

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from bytewax.run import cli_main
-from prometheus_client import REGISTRY
 
-from dataflows.progress import PROGRESS
-from ops import watchdog
+from billsync.logs import configure as configure_logs
+from billsync.settings import get_settings
 from ops.console import console
-from ops.http import Health, serve
-from ops.logs import configure as configure_logs
-from ops.metrics import ErpCollector
-from ops.runner import (
-    erp_engine,
-    prepare_recovery,
-    production_flow,
-    recovery_dir,
-    recovery_store_exists,
-    replay_file,
-)
-from ops.settings import get_settings
+from ops.run.runner import prepare_recovery, recovery_dir, recovery_store_exists, replay_file
+from ops.run.service import serve_flow, spawn_processes
 
 app = typer.Typer(help="Run the billing dataflow (Kafka in, ERP + Kafka out), with recovery.")
 
@@ -115,69 +100,15 @@ def run(
         )
     if processes > 1 and process_id is None:
         prepare_recovery(settings, rebuild=rebuild)  # once, before the processes share it
-        _spawn(processes, workers, base_port)
+        code = spawn_processes(processes, workers, base_port)
+        if code:
+            raise typer.Exit(code)
         return
-    rc = prepare_recovery(settings, rebuild=rebuild)
-    flow = production_flow(settings)
-    health: Health | None = None
-    if settings.metrics_port:
-        port = settings.metrics_port + (process_id or 0)
-        erp = erp_engine(settings.require("erp_db_url"))
-        if not process_id:  # one process reports the ERP-side gauges
-            REGISTRY.register(ErpCollector(erp, settings.kafka_bootstrap))
-        health = Health(erp)
-        serve(port, health)
-        console.print(f"metrics: http://127.0.0.1:{port}/metrics, health: /health")
-    console.print(
-        f"billsync run: {workers} worker(s)"
-        + (f", process {process_id}" if process_id is not None else "")
-        + f", recovery {recovery_dir(settings)}, snapshots every {settings.snapshot_interval_s}s"
-    )
-    if health is not None:
-        health.flow_started = True  # the flow is built and its topics exist; Bytewax takes over
-    if settings.stall_exit_s:
-        watchdog.start(settings.kafka_bootstrap, PROGRESS, settings.stall_exit_s)
-    cli_main(  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
-        flow,
-        workers_per_process=workers,
+    serve_flow(
+        settings,
+        workers=workers,
         process_id=process_id,
-        addresses=addresses.split(",") if addresses else None,
-        epoch_interval=timedelta(seconds=settings.snapshot_interval_s),
-        recovery_config=rc,
+        addresses=addresses,
+        rebuild=rebuild,
+        say=console.print,
     )
-
-
-def _spawn(processes: int, workers: int, base_port: int) -> None:
-    """One OS process per Bytewax process, all on loopback; stop all if one stops."""
-    addrs = ",".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
-    children = [
-        subprocess.Popen(  # noqa: S603  # our own CLI, fixed arguments
-            [
-                sys.executable,
-                "-m",
-                "ops.cli",
-                "run",
-                "--workers",
-                str(workers),
-                "--process-id",
-                str(i),
-                "--addresses",
-                addrs,
-            ]
-        )
-        for i in range(processes)
-    ]
-
-    def stop(*_: object) -> None:
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        codes = [c.wait() for c in children]
-    except KeyboardInterrupt:
-        stop()
-        codes = [c.wait() for c in children]
-    if any(codes):
-        raise typer.Exit(max(codes))

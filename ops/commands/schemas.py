@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from dataflows.errors import ConfigError
-from ops.console import emit_table, err_console
-from ops.settings import get_settings
+from billsync.errors import ConfigError
+from billsync.settings import get_settings
+from ops.console import JsonOpt, emit_table, err_console
 from schemas.client import Compatibility, RegistryClient
 from schemas.compat import backward_problems
 from schemas.registry import COMPATIBILITY, TOPICS, Subject, subjects
@@ -26,7 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TopicOpt = Annotated[
     list[str] | None, typer.Option("--topic", help=f"only these topics ({', '.join(TOPICS)})")
 ]

@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from dataflows.errors import StackError
-from ops.console import console, emit_table
-from ops.settings import get_settings
+from billsync.errors import StackError
+from billsync.settings import get_settings
+from ops.console import JsonOpt, console, emit_table
 from ops.stack import install as installer
 from ops.stack import launcher, topology
 from ops.stack.paths import StackPaths
@@ -99,7 +99,7 @@ def down(
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Each component: pid, port, healthy, resident memory."""
     rows = launcher.status(get_settings())

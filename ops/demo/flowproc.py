@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from dataflows.errors import StackError
-from ops.settings import Settings
+from billsync.errors import StackError
+from billsync.settings import Settings
 
 
 def _pid_file(settings: Settings) -> Path:

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from dataflows.errors import BillsyncError
+from billsync.errors import BillsyncError
+from connectors import sources as src
 from ops.console import console, emit_table
-from ops.sourcedb import tables as src
 from sinks.erp import periods
 from sinks.erp import tables as erp
 from sinks.erp.recon import figures

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, func, inspect, select, text
 
-from ops.sourcedb.tables import (
+from connectors.sources import (
     ERP_CAPTURED,
     HEARTBEAT_TABLE,
     PSA_FULL_IDENTITY,

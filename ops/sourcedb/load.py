@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from dataflows.errors import ConfigError, StackError
+from billsync.errors import ConfigError, StackError
+from connectors.sources import CRM_TABLES, PSA_TABLES, crm_metadata, psa_metadata
 from ops.sourcedb.generate import COLUMNS, Dataset, Row
 from ops.sourcedb.install import describe
-from ops.sourcedb.tables import CRM_TABLES, PSA_TABLES, crm_metadata, psa_metadata
 
 Progress = Callable[[str, int], None]  # (table, rows just written)
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import httpx
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 from ops.stack import jvm
 from ops.stack import topology as t
 from ops.stack.component import Component, Launch

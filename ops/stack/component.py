@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from ops.stack.paths import StackPaths
 
 

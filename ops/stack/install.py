@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 from ops.stack import jvm
 from ops.stack.paths import StackPaths
 

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dataflows.errors import StackError
-from ops.settings import Settings
+from billsync.errors import StackError
+from billsync.settings import Settings
 from ops.stack import install as installer
 from ops.stack import procs, secrets
 from ops.stack import topology as t

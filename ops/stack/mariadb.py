@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import ClassVar
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 from ops.stack import topology as t
 from ops.stack.component import Component, Launch
 

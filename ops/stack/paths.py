@@ -23,9 +23,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.settings import Settings
+from billsync.settings import Settings
 
 
+# one property per path: alike in shape (a duplicate scan pairs them), one fact each
 @dataclass(frozen=True)
 class StackPaths:
     root: Path

@@ -24,7 +24,7 @@ from typing import ClassVar
 import psycopg
 from psycopg import sql
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 from ops.stack import topology as t
 from ops.stack.component import Component, Launch
 

@@ -12,7 +12,7 @@ import secrets as _random
 from pathlib import Path
 from urllib.parse import quote
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from ops.stack import topology as t
 from ops.stack.paths import StackPaths
 

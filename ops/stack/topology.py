@@ -2,13 +2,14 @@
 
 The launcher (ops/stack/) builds its configs from these values, and
 tests/unit/test_compose.py checks docker-compose.yml against them, so the two topologies
-cannot drift apart silently. Ports here are the defaults; each is a setting (ops/settings.py).
+cannot drift apart silently. Ports here are the defaults; each is a setting (billsync/settings.py).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from schemas.client import REGISTRY_V2_PATH
 from sinks.erp import migrate
 
 # --- components, in start order -------------------------------------------------------------
@@ -43,6 +44,8 @@ COMPOSE_HOST_PORTS: Final = {
     "apicurio": ("apicurio_port",),
 }
 
+# Tables of facts below (a name and a value a line) look alike to a duplicate scan; they
+# repeat a shape, not logic.
 # --- versions ----------------------------------------------------------------------------------
 VERSIONS: Final = {
     "postgresql": "15",
@@ -119,7 +122,6 @@ CONFIG_PROVIDER_CLASS: Final = "org.apache.kafka.common.config.provider.EnvVarCo
 # --- Apicurio Registry ----------------------------------------------------------------------
 CCOMPAT_PATH: Final = "/apis/ccompat/v7"
 # the converter (2.6.x, see ops/stack/converter-pom.xml) speaks the v2 API
-REGISTRY_V2_PATH: Final = "/apis/registry/v2"
 
 
 def avro_converter_config(registry_base_url: str, prefix: str) -> dict[str, str]:

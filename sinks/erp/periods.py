@@ -18,7 +18,7 @@ The rules are pure functions of what the ERP holds (:func:`close_refusals`,
   (a close after a reopen has ``closed_at > reopened_at``). The full history of every close
   and reopen is the ``erp.public.accounting_periods`` topic itself.
 
-Amounts are summed in Python (exact on SQLite too, see ``sinks/queries``), per currency.
+Amounts are summed in Python (exact on SQLite too, see ``ops/reads/queries``), per currency.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
+from billsync.errors import BillsyncError
 from dataflows.billing.money import ZERO
 from dataflows.billing.target import State
-from dataflows.errors import BillsyncError
 from sinks.erp import tables as t
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")

@@ -1,7 +1,7 @@
 """The replay gate: what the ERP already applied is not posted again after a restart (SPEC 4).
 
 The billing step sends, after the emissions of each *unit* it applied (one source
-transaction, or one change outside a transaction), a :class:`~sinks.erp.writer.Progress`
+transaction, or one change outside a transaction), a :class:`~dataflows.emissions.Progress`
 with the unit's ``covers`` (per input partition ``"topic:partition"``, the highest Kafka
 offset the unit released); whenever it starts, it first sends ``Progress(covers=<what its
 snapshot held, () when fresh>, resumed=True)``. The ERP records, in the same transaction as
@@ -68,7 +68,8 @@ from typing import Any
 
 from dataflows.billing.periods import CLOSE, becomes_final
 from dataflows.billing.target import LineKey, LineTarget, LineUpdate, PeriodEvent, ScheduleUpdate
-from sinks.erp.writer import Covers, Emission, Progress, highest
+from dataflows.emissions import Covers, Emission, Progress
+from sinks.erp.writer import highest
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ Kafka topics (``billing.transactions``, ``billing.exceptions``, ``recon.snapshot
 
 Items: the billing step's emissions and dead letters (dicts: a dead letter is a unit of its
 own, at its place in its partition), each unit followed by a
-:class:`~sinks.erp.writer.Progress`. A :class:`~sinks.erp.replay.ReplayGate` cuts them into
+:class:`~dataflows.emissions.Progress`. A :class:`~sinks.erp.replay.ReplayGate` cuts them into
 units; a unit's dead letters are written to the outbox in its transaction, so a replay does
 not send them to ``billing.dlq`` again. The complete units of a
 ``write_batch`` are applied as one batch (a source transaction is never applied in part);
@@ -50,16 +50,16 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
-from dataflows.errors import DeliveryError
+from billsync.errors import DeliveryError
+from dataflows.emissions import PARTITION, Emission, Progress, SinkItem
 from dataflows.progress import PROGRESS
 from sinks.erp import recon
 from sinks.erp.replay import Action, Coalesced, GateState, ReplayGate
-from sinks.erp.writer import BatchResult, Emission, ErpWriter, Progress
+from sinks.erp.writer import BatchResult, ErpWriter
 from sinks.erp.writer_lock import WriterLock
 from sinks.kafka import quarantine
 from sinks.kafka.outbox import OutboxRelay
 
-PARTITION = "erp"
 log = structlog.get_logger(__name__)
 
 LEDGER_ENTRIES = Counter("billsync_ledger_entries_total", "Ledger entries posted", ["entry_type"])
@@ -80,9 +80,6 @@ RELAY_RETRY_S = 5.0
 # How long a batch is retried while the ERP is unreachable before the flow stops
 # (ErpWriter's ``retry_for_seconds``); ``billsync run`` passes BILLSYNC_ERP_RETRY_S.
 ERP_RETRY_S = 300.0
-
-
-SinkItem = Emission | Progress | dict[str, Any]
 
 
 class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
@@ -170,7 +167,7 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
-            PROGRESS.work()  # working, not stalled (ops/watchdog.py)
+            PROGRESS.work()  # working, not stalled (ops/run/watchdog.py)
             if isinstance(action, Coalesced):
                 result = self._writer.apply_coalesced(
                     action.lines,
@@ -278,7 +275,7 @@ class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
     Bytewax 0.21 — the inputs spun waiting for an epoch that never completed — so timing
     lives in the sink instead.) ``retry_for_seconds`` is how long a batch waits out an
     unreachable ERP before it raises; ``billsync run``'s stall watchdog waits longer
-    (``ops/settings.py`` refuses ``BILLSYNC_STALL_EXIT_S`` <= ``BILLSYNC_ERP_RETRY_S``).
+    (``billsync/settings.py`` refuses ``BILLSYNC_STALL_EXIT_S`` <= ``BILLSYNC_ERP_RETRY_S``).
     ``single_writer`` takes the ERP's writer lock for the partition's lifetime (see the module
     docstring). ``topics``: the topics the flow reads; a replay does not wait for input
     progress the ERP recorded on other topics (a renamed periods topic, say)."""

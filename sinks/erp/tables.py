@@ -46,6 +46,25 @@ from sqlalchemy import (
 
 from sinks.erp.types import Money, UtcDateTime
 
+# the columns of billing_line_state that hold a target: the writer compares them to decide
+# whether a stored line state differs from a target, the audit (ops/reads/audit) to report it
+STATE_FIELDS = (
+    "state",
+    "reason",
+    "contract_id",
+    "project_id",
+    "period",
+    "billable_amount",
+    "billed_amount",
+    "held_amount",
+    "tax_amount",
+    "covered_hours",
+    "currency",
+    "hours",
+    "billable",
+    "final",
+)
+
 metadata = MetaData()
 
 erp_billing_transactions = Table(

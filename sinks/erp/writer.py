@@ -97,6 +97,7 @@ from dataflows.billing.target import (
     SourceType,
     State,
 )
+from dataflows.emissions import Covers, Emission
 from sinks.erp import tables as t
 from sinks.erp.migrate import publish_periods, upgrade
 from sinks.erp.records import (
@@ -108,71 +109,15 @@ from sinks.erp.records import (
     jsonable,
     transaction_record,
 )
+from sinks.erp.tables import STATE_FIELDS
 from sinks.kafka.outbox import enqueue
 
 log = structlog.get_logger(__name__)
 
-# compared to decide whether a stored line state differs from a target
-STATE_FIELDS = (
-    "state",
-    "reason",
-    "contract_id",
-    "project_id",
-    "period",
-    "billable_amount",
-    "billed_amount",
-    "held_amount",
-    "tax_amount",
-    "covered_hours",
-    "currency",
-    "hours",
-    "billable",
-    "final",
-)
 _CHUNK = 500
 _LINE_KEY = ("source_type", "source_id")
 # billing_line_state columns in a secondary index (sinks/erp/tables.py)
 _INDEXED_LINE_COLUMNS = ("project_id", "period", "state", "reason", "contract_id")
-
-
-@dataclass(frozen=True, slots=True)
-class Emission:
-    """One output of the billing step: a target change (or a period's close or reopen) and
-    the change that caused it. ``closed_through`` is the latest closed accounting period at
-    that point of the stream: it decides each ledger entry's ``posting_period``."""
-
-    update: LineUpdate | ScheduleUpdate | PeriodEvent
-    source_position: str | None
-    source_ts: datetime | None = None
-    closed_through: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Where the billing step stands in its input, sent after the emissions of each unit it
-    applied (one source transaction, or one change outside a transaction).
-
-    ``covers``: per input partition (``"topic:partition"``), the highest Kafka offset of the
-    records the unit released. ``resumed``: sent once, first, whenever the billing step
-    starts (fresh: ``covers`` empty; from a snapshot: what the snapshot already held); the
-    writer compares it with what the ERP has applied to recognise a replayed prefix (SPEC 4:
-    a restart posts nothing an uninterrupted run would not). ``resync``: ends the unit a
-    resumed billing step sends right after its ``resumed`` marker — the current target of
-    every open line and milestone — which the writer uses only while it gathers a replayed
-    prefix, and drops otherwise (:mod:`sinks.erp.replay`).
-
-    What the writer relies on (:mod:`sinks.erp.replay`): every unit ends with its Progress,
-    also a unit that emits nothing; the emissions of one unit and its Progress are emitted
-    together (one epoch); units of one partition come with increasing offsets; a replay
-    re-sends exactly the units after the snapshot, in the same order per partition."""
-
-    covers: tuple[tuple[str, int], ...]
-    resumed: bool = False
-    resync: bool = False
-
-
-# per input partition ("topic:partition"), a Kafka offset
-Covers = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)

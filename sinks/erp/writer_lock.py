@@ -39,7 +39,7 @@ from typing import IO
 import structlog
 from sqlalchemy import Connection, Engine, delete, insert, select, text
 
-from dataflows.errors import BillsyncError
+from billsync.errors import BillsyncError
 from sinks.erp import tables as t
 
 log = structlog.get_logger(__name__)

@@ -22,7 +22,7 @@ import fastavro
 import orjson
 from fastavro.validation import ValidationError, validate
 
-from dataflows.errors import BillsyncError
+from billsync.errors import BillsyncError
 from schemas.registry import KEYS, load_schema, schema_str
 from sinks.kafka.revive import revive
 

@@ -9,7 +9,7 @@ they deduplicate; ``recon.snapshots`` is compacted by key).
 
 Two failures, handled apart:
 
-- **Kafka or the schema registry unavailable** (:class:`~dataflows.errors.DeliveryError`):
+- **Kafka or the schema registry unavailable** (:class:`~billsync.errors.DeliveryError`):
   the batch's rows stay in the outbox and the caller retries later (the ERP sink: 5 s).
 - **A record that cannot be encoded** (:mod:`sinks.kafka.encoding`): it is moved to
   ``outbox_quarantine`` (:mod:`sinks.kafka.quarantine`) and the rest is published. Records
@@ -84,7 +84,7 @@ class OutboxRelay:
 
     def flush(self) -> int:
         """Publish every pending row; returns how many were published. Raises
-        :class:`~dataflows.errors.DeliveryError` (rows kept) when Kafka or the registry
+        :class:`~billsync.errors.DeliveryError` (rows kept) when Kafka or the registry
         fails; quarantines the rows that cannot be encoded and publishes the others."""
         total = 0
         o = t.billing_outbox

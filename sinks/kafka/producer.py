@@ -3,13 +3,13 @@
 Bytewax's ``KafkaSink`` drops failed deliveries (no delivery callback, ``flush()`` result
 ignored). :class:`CheckedProducer` uses the idempotent producer (``enable.idempotence``,
 ``acks=all``), records every delivery report, and :meth:`CheckedProducer.deliver` raises
-:class:`~dataflows.errors.DeliveryError` unless every record it produced was acknowledged.
+:class:`~billsync.errors.DeliveryError` unless every record it produced was acknowledged.
 Values and keys are Avro in the Confluent wire format, schemas from ``schemas/``.
 
 Two kinds of failure, told apart so that one bad record cannot stop the others:
 
 - **Delivery failures** (the broker or the schema registry is unreachable or refusing, a
-  delivery report with an error): :class:`~dataflows.errors.DeliveryError`, nothing of the
+  delivery report with an error): :class:`~billsync.errors.DeliveryError`, nothing of the
   call counts as delivered; the caller keeps the records and retries later.
 - **One record that cannot be encoded** (:mod:`sinks.kafka.encoding`: the serializer
   failed and fastavro, offline, confirms the record itself is at fault), or that the client
@@ -30,7 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from dataflows.errors import DeliveryError
+from billsync.errors import DeliveryError
 from schemas.registry import key_schema_str, schema_str
 from schemas.serdes import avro_serializer, registry_client
 from sinks.kafka.encoding import OutRecord, UnencodableRecord, encoding_problem, key_problem

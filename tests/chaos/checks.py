@@ -15,7 +15,7 @@ import json
 import time
 from decimal import Decimal
 
-from ops.watchdog import dump_stacks
+from ops.run.watchdog import dump_stacks
 from tests.chaos.load import Load
 from tests.e2e.harness import HEAL_EVERY_S, Erp, Flow, heal_sources, ledger_violations, stack_report
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from ops.stack import launcher
 from tests.chaos.load import Load
 from tests.e2e.conftest import erp_of, make_flow, prefix, sources, stack

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from schemas.serdes import registry_client
 
 DLQ = "billing.dlq"

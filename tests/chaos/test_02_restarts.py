@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from ops.stack import launcher
 from tests.chaos.checks import converged
 from tests.chaos.load import Load

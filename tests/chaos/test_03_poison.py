@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from tests.chaos.kafka_io import DLQ, DlqReader, end_offset, produce, raw_records
 from tests.e2e.harness import Erp, Flow, Sources
 from tests.e2e.story import Story, billed

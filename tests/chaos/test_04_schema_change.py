@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from tests.chaos.kafka_io import DLQ, DlqReader, end_offset
 from tests.e2e.harness import Erp, Flow, Sources
 from tests.e2e.story import WORK, Story, at, billed, state
@@ -33,6 +33,8 @@ from tests.e2e.story import WORK, Story, at, billed, state
 D = Decimal
 
 
+# The start (world, flow, ERP tables) is every chaos test's, as in test_03: a few calls of
+# the e2e harness, spelled out so each test reads top to bottom.
 def test_column_added_and_dropped_while_running(
     stack: Settings,
     make_flow: Callable[[], Flow],

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from ops.stack import launcher
 from tests.e2e.harness import REPO
 

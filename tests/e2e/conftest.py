@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ops.settings import Settings
-from ops.sourcedb.engines import crm_engine, psa_engine
+from billsync.settings import Settings
+from connectors.engines import crm_engine, psa_engine
 from tests.e2e.harness import Erp, Flow, Sources
 from tests.integration.conftest import stack
 

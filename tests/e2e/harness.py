@@ -42,10 +42,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from billsync.settings import Settings
+from connectors import sources as src
 from dataflows.billing.ledger import transaction_id
-from ops.settings import Settings
-from ops.sourcedb import tables as src
-from ops.watchdog import STALL_EXIT
+from ops.run.watchdog import STALL_EXIT
 from sinks.erp import tables as erp
 from tests import supervision
 

@@ -33,7 +33,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from sqlalchemy import select, union
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from schemas.serdes import registry_client
 from sinks.erp import tables as erp_tables
 from sinks.erp.recon import figures

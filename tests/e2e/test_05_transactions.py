@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from sqlalchemy import update
 
-from ops.sourcedb import tables as src
+from connectors import sources as src
 from tests.e2e.harness import Erp, Flow, Sources, small_firm
 
 D = Decimal

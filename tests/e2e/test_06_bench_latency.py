@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from billsync.settings import Settings
 from ops.bench.e2e import NOTE, run_e2e
-from ops.settings import Settings
 from tests.e2e.harness import Erp, Flow, Sources, small_firm
 
 D = Decimal

@@ -28,7 +28,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from ops.settings import Settings, get_settings, stack_dir_from_env
+from billsync.settings import Settings, get_settings, stack_dir_from_env
 from ops.stack import launcher
 from ops.stack.component import StackContext
 from ops.stack.postgres import Postgres

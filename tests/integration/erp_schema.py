@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, text
 
-from ops.settings import Settings
+from billsync.settings import Settings
 
 
 @contextmanager

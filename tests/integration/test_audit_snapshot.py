@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Table, delete, func, insert, select
 
-from ops.settings import Settings
-from ops.sourcedb import engines
-from ops.sourcedb import tables as src
-from sinks.audit.sources import snapshot_read
+from billsync.settings import Settings
+from connectors import engines
+from connectors import sources as src
+from ops.reads.audit.sources import snapshot_read
 
 pytestmark = pytest.mark.integration
 

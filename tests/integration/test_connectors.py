@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from billsync.settings import Settings
 from connectors.connect_client import ConnectClient
 from connectors.registration import ConnectorConfigInvalid, register, validate
-from ops.settings import Settings
 from tests.integration.connector_copies import cleanup, write_copy
 
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import insert
 
-from ops.settings import Settings
-from sinks.dashboard.server import make_server
-from sinks.dashboard.summary import summary
+from billsync.settings import Settings
+from ops.reads.dashboard.server import make_server
+from ops.reads.dashboard.summary import summary
+from ops.reads.queries import audit_runs
+from ops.reads.queries.tables import ensure
 from sinks.erp import tables as t
-from sinks.queries import audit_runs
-from sinks.queries.tables import ensure
 from tests.integration.erp_schema import erp_schema
 from tests.unit.queries.erp import NOW, line, snapshot
 

@@ -21,13 +21,13 @@ import pytest
 from confluent_kafka import Consumer
 from sqlalchemy import Engine, text
 
+from billsync.change import Change, Op, Tombstone
+from billsync.model import ContractRate, Milestone
+from billsync.settings import Settings
 from connectors.connect_client import ConnectClient
 from connectors.registration import register
-from dataflows.cdc.change import Change, Op, Tombstone
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
-from dataflows.model import ContractRate, Milestone
-from ops.settings import Settings
 from tests.integration.connector_copies import cleanup, write_copy
 
 TIMEOUT_S = 120.0

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, text
 
+from billsync.settings import Settings
 from connectors.connect_client import ConnectClient
 from connectors.registration import validate
-from ops.settings import Settings
-from ops.sourcedb.tables import ERP_CAPTURED
+from connectors.sources import ERP_CAPTURED
 from ops.stack import topology as t
 
 

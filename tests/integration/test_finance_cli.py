@@ -22,12 +22,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.serialization import MessageField, SerializationContext
 from sqlalchemy import Engine, insert, select
 
-from ops.replay import REPLAY_HEADER
-from ops.settings import Settings
+from billsync.settings import Settings
+from ops.reads.queries.tables import ensure, recon_audit_runs
+from ops.topics.replay import REPLAY_HEADER
 from schemas.registry import KEY_SCHEMA, schema_str
 from schemas.serdes import avro_serializer
 from sinks.erp import tables as t
-from sinks.queries.tables import ensure, recon_audit_runs
 from tests.integration.erp_schema import erp_schema
 from tests.unit.queries.erp import line, snapshot
 
@@ -143,7 +143,7 @@ def test_exceptions_list_and_recon_report_read_the_erp(erp: tuple[str, Engine]) 
 def own_timesheet(psa_engine: Engine) -> Iterator[int]:
     """An approved timesheet of this test's own (project and employee too) in the real PSA,
     so the test needs no seed data; deleted afterwards."""
-    from ops.sourcedb import tables as src
+    from connectors import sources as src
 
     tag = uuid.uuid4().hex[:8]
     ts_id = 8_000_000_000 + int(tag, 16) % 100_000_000

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from sinks.erp import migrate, recon
 from sinks.erp import tables as t
 from tests.integration.erp_schema import erp_schema

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from schemas.client import RegistryClient, RegistryError
 from schemas.registry import schema_str, subjects
 

@@ -20,12 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
 
-from ops.settings import Settings
-from ops.sourcedb.engines import crm_engine, psa_engine
+from billsync.settings import Settings
+from connectors.engines import crm_engine, psa_engine
+from connectors.sources import crm_metadata
 from ops.sourcedb.generate import build
 from ops.sourcedb.install import init_psa
 from ops.sourcedb.load import CRM_ORDER, load_crm, load_psa
-from ops.sourcedb.tables import crm_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.settings import Settings
+from billsync.settings import Settings
 from sinks.erp import writer_lock
 from sinks.erp.writer_lock import WriterLock, WriterLockedError, check
 from tests.integration.erp_schema import erp_schema

@@ -17,10 +17,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import create_engine, insert
 
-from dataflows.errors import ConfigError
+from billsync.errors import ConfigError
+from billsync.settings import Settings, get_settings
 from ops.cli import main
-from ops.runner import prepare_recovery, recovery_store_exists
-from ops.settings import Settings, get_settings
+from ops.run.runner import prepare_recovery, recovery_store_exists
 from sinks.erp import tables as t
 
 

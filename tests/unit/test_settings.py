@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dataflows.errors import ConfigError
-from ops.settings import Settings
+from billsync.errors import ConfigError
+from billsync.settings import Settings
 
 
 def test_connection_names_of_the_spec_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka.admin import ConfigResource, NewTopic  # type: ignore[attr-defined]  # re-exported at runtime, not in the stubs
 
 from connectors.compaction import CDC_TOPIC_CONFIG
-from ops.topic_admin import ensure_topics
+from ops.topics.admin import ensure_topics
 
 SOURCES = ["psa.public.timesheets", "crm.crm.contracts"]
 OUTPUTS = ["billing.transactions", "recon.snapshots"]

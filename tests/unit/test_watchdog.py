@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from dataflows.progress import Progress
-from ops import watchdog
-from ops.watchdog import waiting
+from ops.run import watchdog
+from ops.run.watchdog import waiting
 
 
 class Watermarks:
@@ -42,7 +42,7 @@ def test_no_epoch_close_is_a_stall_only_when_no_work_was_done_either() -> None:
     """A catch-up can put minutes of work in one epoch (the ordering stage releases a backlog
     of transactions when their ENDs are read): units applied meanwhile mean working."""
     from dataflows.progress import Progress as FlowProgress
-    from ops.watchdog import epoch_stall
+    from ops.run.watchdog import epoch_stall
 
     p = FlowProgress()
     p.epoch_at, p.work_at = 100.0, 100.0

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from billsync.settings import Settings
 from connectors.connect_client import ConnectClient
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
-from ops.settings import Settings
 from tests.integration.cdc.support import SOURCES, Source, Throwaway
 
 MakeThrowaway = Callable[[Source], Throwaway]

@@ -25,14 +25,14 @@ from typing import Any
 from confluent_kafka import Consumer
 from sqlalchemy import Engine, text
 
+from billsync.change import Change, Op, Tombstone, TxMarker
+from billsync.model import Row
+from billsync.settings import Settings
 from connectors.connect_client import ConnectClient
 from connectors.registration import register, wait_running
-from dataflows.cdc.change import Change, Op, Tombstone, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
 from dataflows.cdc.wire import schema_id_of
-from dataflows.model import Row
-from ops.settings import Settings
 from tests.integration.connector_copies import cleanup, write_copy
 
 CONSUME_TIMEOUT_S = 60.0

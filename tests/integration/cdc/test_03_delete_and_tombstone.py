@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from dataflows.cdc.change import Op
+from billsync.change import Op
 from tests.integration.cdc.support import Throwaway, has_ops, of_key, tombstone_after
 
 

@@ -12,7 +12,7 @@ tombstone, then new key CREATE (before None) with the same non-key values.
 
 from __future__ import annotations
 
-from dataflows.cdc.change import Op
+from billsync.change import Op
 from tests.integration.cdc.support import (
     Throwaway,
     all_of,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from dataflows.cdc.change import Op
+from billsync.change import Op
 from tests.integration.cdc.support import Throwaway, all_of, has_ops, of_key
 
 

@@ -16,7 +16,7 @@ lacks the excluded one.
 
 from __future__ import annotations
 
-from dataflows.cdc.change import Op
+from billsync.change import Op
 from tests.integration.cdc.support import Throwaway, has_ops, of_key
 
 

@@ -12,7 +12,7 @@ no Unicode normalisation, no escaping — including 4-byte characters and combin
 
 from __future__ import annotations
 
-from dataflows.cdc.change import Op
+from billsync.change import Op
 from tests.integration.cdc.support import Throwaway, all_of, has_ops, of_key
 
 TEXTS = (

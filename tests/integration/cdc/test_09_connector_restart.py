@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 
-from dataflows.cdc.change import Change, Op
+from billsync.change import Change, Op
 from tests.integration.cdc.support import Throwaway, all_of, has_ops, of_key
 
 ROWS = 60

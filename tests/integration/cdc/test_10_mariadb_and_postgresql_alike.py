@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from dataflows.cdc.change import Change, Op, Tombstone
+from billsync.change import Change, Op, Tombstone
 from tests.integration.cdc.conftest import MakeThrowaway
 from tests.integration.cdc.support import (
     CRM,

@@ -29,9 +29,9 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader
 from sqlalchemy import text
 
-from dataflows.cdc.change import Change, Op, TxMarker
+from billsync.change import Change, Op, TxMarker, transaction_topic
 from dataflows.cdc.schemas import RegistrySchemaSource
-from dataflows.cdc.transaction import transaction_id, transaction_topic
+from dataflows.cdc.transaction import transaction_id
 from dataflows.cdc.wire import HEADER_SIZE, schema_id_of
 from tests.integration.cdc.conftest import MakeThrowaway
 from tests.integration.cdc.support import CRM, PSA, Event, Throwaway, of_key

@@ -22,8 +22,7 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from dataflows.cdc.change import Change, Op, TxMarker
-from dataflows.cdc.transaction import transaction_topic
+from billsync.change import Change, Op, TxMarker, transaction_topic
 from dataflows.ordering import TxOrderer, Unit
 from tests.integration.cdc.conftest import MakeThrowaway
 from tests.integration.cdc.support import CRM, PSA, Event, Throwaway

@@ -8,9 +8,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from dataflows.cdc.change import Change, TxMarker
+from billsync.change import Change, TxMarker
+from billsync.model import Contract, ContractRate, Project, Row, Timesheet
 from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.model import Contract, ContractRate, Project, Row, Timesheet
 from ops.bench.debezium import Encoder
 from ops.bench.world import Scale, reference_rows
 

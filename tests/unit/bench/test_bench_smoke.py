@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 from typer.testing import CliRunner
 
-from dataflows.cdc.change import Change
+from billsync.change import Change
+from billsync.model import AccountingPeriod, Timesheet
 from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.model import AccountingPeriod, Timesheet
 from ops.bench.core import encode_stream
 from ops.bench.state import run_state
 from ops.bench.world import history_stream, period_of

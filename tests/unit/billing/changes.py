@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataflows.cdc.change import Change, Op, SourcePosition
-from dataflows.model import PSA_TABLES, Row
+from billsync.change import Change, Op, SourcePosition
+from billsync.model import PSA_TABLES, Row
 
 _seq = [0]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from billsync.model import Milestone, Row, Timesheet
 from dataflows.billing.target import State
-from dataflows.model import Milestone, Row, Timesheet
 
 from .worlds import D, at, base_rows, edit, milestone_rows, targets
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from billsync.change import Op
+from billsync.model import Row
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.ledger import (
     BILLING_DIMENSIONS,
@@ -25,8 +27,6 @@ from dataflows.billing.ledger import (
 )
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import LineTarget
-from dataflows.cdc.change import Op
-from dataflows.model import Row
 
 from .changes import upsert
 from .worlds import MAPPINGS, D, base_rows

@@ -6,12 +6,12 @@ import pickle
 from dataclasses import replace
 from datetime import date
 
+from billsync.change import Op
+from billsync.model import Contract, ContractAmendment, Row, Timesheet
 from dataflows.billing.batch import World, compute_targets
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta, State
-from dataflows.cdc.change import Op
-from dataflows.model import Contract, ContractAmendment, Row, Timesheet
 
 from .changes import delete, upsert
 from .worlds import MAPPINGS, D, at, base_rows, edit, milestone_rows

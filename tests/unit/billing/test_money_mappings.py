@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from billsync.errors import ConfigError
 from dataflows.billing.mappings import DEFAULT_DIRECTORY, load_mappings
 from dataflows.billing.money import milestone_period, month_of, q2, utc_date
-from dataflows.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from billsync.change import Op
+from billsync.model import AccountingPeriod, Contract, Project, Row, Timesheet
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.finals import Finals, FinalSegment, FinalStub
 from dataflows.billing.periods import next_period, own_digest, posting_period
 from dataflows.billing.target import Delta, State
-from dataflows.cdc.change import Op
 from dataflows.logic import BillingLogic
-from dataflows.model import AccountingPeriod, Contract, Project, Row, Timesheet
 
 from .changes import delete, upsert
 from .worlds import MAPPINGS, D, at, base_rows

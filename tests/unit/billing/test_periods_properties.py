@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billsync.change import Change, Op
+from billsync.model import ROW_TYPES, AccountingPeriod, Milestone, Row, Timesheet
 from dataflows.billing.batch import World, compute_targets
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.ledger import Posted, postings
 from dataflows.billing.money import month_of, utc_date
 from dataflows.billing.periods import CLOSE, becomes_final
 from dataflows.billing.target import Delta, LineKey, LineTarget
-from dataflows.cdc.change import Change, Op
-from dataflows.model import ROW_TYPES, AccountingPeriod, Milestone, Row, Timesheet
 
 from .changes import upsert
 from .test_properties import MAPPINGS, Event, change_of, histories

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from billsync.model import Contract, Row, Timesheet
 from dataflows.billing.allocation import Prefix
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.rules import OrderKey, order_key
 from dataflows.billing.target import LineKey, SourceType
-from dataflows.model import Contract, Row, Timesheet
 
 from .changes import delete, upsert
 from .test_engine import check, loaded

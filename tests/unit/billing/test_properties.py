@@ -24,19 +24,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.billing.batch import World, compute_targets
-from dataflows.billing.engine import BillingEngine
-from dataflows.billing.ledger import (
-    LedgerEntry,
-    Posted,
-    dimension_mismatches,
-    net_posting,
-    postings,
-)
-from dataflows.billing.mappings import Mappings
-from dataflows.billing.target import LineKey
-from dataflows.cdc.change import Change, Op
-from dataflows.model import (
+from billsync.change import Change, Op
+from billsync.model import (
     ROW_TYPES,
     Account,
     Contract,
@@ -48,6 +37,17 @@ from dataflows.model import (
     Row,
     Timesheet,
 )
+from dataflows.billing.batch import World, compute_targets
+from dataflows.billing.engine import BillingEngine
+from dataflows.billing.ledger import (
+    LedgerEntry,
+    Posted,
+    dimension_mismatches,
+    net_posting,
+    postings,
+)
+from dataflows.billing.mappings import Mappings
+from dataflows.billing.target import LineKey
 
 from .changes import delete, upsert
 

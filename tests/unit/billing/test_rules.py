@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from billsync.model import ContractAmendment, ContractRate, Milestone, Row, Timesheet
 from dataflows.billing.batch import World, context
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.rules import unexpected
 from dataflows.billing.target import State
-from dataflows.model import ContractAmendment, ContractRate, Milestone, Row, Timesheet
 
 from .worlds import (
     MAPPINGS,
@@ -303,6 +303,8 @@ def test_tax_rounds_half_up_at_the_half_cent() -> None:
     assert target is not None and target.tax_amount == D("1.78")
 
 
+# the milestone rows mirror the timesheet rows where SPEC 2 applies the same rule to both:
+# a table of cases, alike in shape on purpose (each row is one rule, read on its own)
 MILESTONE_CASES: list[tuple[str, Callable[[Rows], Rows], State | None, str | None]] = [
     ("accepted", lambda r: r, State.BILLED, None),
     ("planned", lambda r: edit(r, "M1", status="planned"), None, None),

@@ -16,12 +16,12 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billsync.change import Change
+from billsync.model import ROW_TYPES, AccountingPeriod, Row
 from dataflows.billing.batch import World, compute_targets
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.periods import becomes_final
 from dataflows.billing.target import LineKey, LineTarget
-from dataflows.cdc.change import Change
-from dataflows.model import ROW_TYPES, AccountingPeriod, Row
 
 from .changes import upsert
 from .test_properties import MAPPINGS, change_of, histories
@@ -79,7 +79,7 @@ def test_stale_redeliveries_change_nothing(seed: int, close_at: float) -> None:
 
 
 def test_positions_compare_within_their_source() -> None:
-    from dataflows.cdc.change import SourcePosition as P
+    from billsync.change import SourcePosition as P
 
     assert P("psa", lsn=10, tx_id=1).order() == 10
     assert P("crm", file="mariadb-bin.000010", pos=4, row=1).order() == (10, 4, 1)

@@ -7,10 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from dataflows.billing.batch import World, compute_targets
-from dataflows.billing.mappings import Mappings
-from dataflows.billing.target import LineTarget, ScheduleLine
-from dataflows.model import (
+from billsync.model import (
     Account,
     Contract,
     ContractRate,
@@ -20,6 +17,9 @@ from dataflows.model import (
     Row,
     Timesheet,
 )
+from dataflows.billing.batch import World, compute_targets
+from dataflows.billing.mappings import Mappings
+from dataflows.billing.target import LineTarget, ScheduleLine
 
 D = Decimal
 MAPPINGS = Mappings.of(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from billsync.errors import RecordContext, RecordError
 from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import DictSchemaSource
-from dataflows.errors import RecordContext, RecordError
 
 DLQ_FIELDS = {"error", "error_type", "topic", "partition", "offset", "key", "value", "timestamp"}
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from dataflows.cdc.change import Change, Op, SourcePosition, Tombstone
+from billsync.change import Change, Op, SourcePosition, Tombstone
+from billsync.errors import RecordError
+from billsync.model import ROW_TYPES, Contract, Timesheet
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import DictSchemaSource, Schema
-from dataflows.errors import RecordError
-from dataflows.model import ROW_TYPES, Contract, Timesheet
 from tests.unit.cdc import debezium_avro as dbz
 
 TABLES = sorted(dbz.ALL_TABLES)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from dataflows.cdc.change import SourcePosition
+from billsync.change import SourcePosition
 
 ROUND_TRIP = [
     SourcePosition("psa", lsn=24_023_128, tx_id=771),

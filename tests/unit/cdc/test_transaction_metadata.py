@@ -11,17 +11,12 @@ from typing import Any
 
 import pytest
 
-from dataflows.cdc.change import Change, SourcePosition, Tombstone, TxMarker, TxRef
+from billsync.change import Change, SourcePosition, Tombstone, TxMarker, TxRef, transaction_topic
+from billsync.errors import RecordError
 from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import DictSchemaSource
-from dataflows.cdc.transaction import (
-    marker_order,
-    transaction_id,
-    transaction_prefix,
-    transaction_topic,
-)
-from dataflows.errors import RecordError
+from dataflows.cdc.transaction import marker_order, transaction_id, transaction_prefix
 from tests.unit.cdc import debezium_avro as dbz
 
 TX_SCHEMA_ID = 40

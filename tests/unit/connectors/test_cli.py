@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from billsync.settings import get_settings
 from ops.commands.connectors import app
-from ops.settings import get_settings
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from billsync.model import ERP_TABLES
+from billsync.settings import Settings
 from connectors.registration import validate
 from connectors.rules import check
+from connectors.sources import ERP_CAPTURED, HEARTBEAT_TABLE, SIGNAL_TABLE
 from connectors.templates import render_named
-from dataflows.model import ERP_TABLES
-from ops.settings import Settings
-from ops.sourcedb.tables import ERP_CAPTURED, HEARTBEAT_TABLE, SIGNAL_TABLE
 from ops.stack import topology as t
 from ops.stack.topology import avro_converter_config
 
@@ -72,8 +72,8 @@ def test_erp_converter_block_is_the_stacks_confluent_wire_format(side: str) -> N
 def test_connectors_validate_erp_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
+    from billsync.settings import get_settings
     from ops.commands.connectors import app
-    from ops.settings import get_settings
 
     monkeypatch.setenv("PSA_DB_URL", "postgresql://u:secret-pw@db.example:5433/psa")
     monkeypatch.setenv("CRM_DB_URL", "mysql://u:secret-pw@crm.example:3307/crm")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from connectors.resnapshot import SIGNAL_TYPE, send, signal_rows, windows
-from ops.sourcedb.tables import psa_signal
+from connectors.sources import psa_signal
 
 
 def test_one_signal_per_table_spanning_the_earliest_final_item_to_the_end_of_the_period() -> None:

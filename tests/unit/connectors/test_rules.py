@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from billsync.settings import Settings
 from connectors import rules
 from connectors.registration import ConnectorConfigInvalid, validate_config
 from connectors.templates import render_named
-from ops.settings import Settings
 
 SETTINGS = Settings(
     psa_db_url=SecretStr("postgresql://u:p@127.0.0.1:5433/psa"),

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from billsync.errors import ConfigError
+from billsync.settings import Settings
 from connectors.registration import validate
 from connectors.templates import (
     apicurio_registry_url,
@@ -16,8 +18,6 @@ from connectors.templates import (
     render_named,
     template_names,
 )
-from dataflows.errors import ConfigError
-from ops.settings import Settings
 from ops.stack.topology import avro_converter_config
 
 

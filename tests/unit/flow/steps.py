@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from billsync.change import Change, TxMarker
 from dataflows.billing.mappings import load_mappings
-from dataflows.cdc.change import Change, TxMarker
 from dataflows.cdc.decoder import ChangeDecoder
+from dataflows.emissions import Emission, Progress
 from dataflows.logic import RESYNC, BillingLogic
 from dataflows.ordering import orderer_factory
 from ops.bench.core import encode_stream
-from sinks.erp.writer import Emission, Progress
 
 Item = Change | TxMarker
 

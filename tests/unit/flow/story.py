@@ -7,8 +7,8 @@ from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
+from billsync.model import Row
 from dataflows.cdc.schemas import DictSchemaSource
-from dataflows.model import Row
 from tests.unit.cdc import debezium_avro as dbz
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from billsync.errors import ConfigError
 from dataflows.capture import CaptureWriter, read_capture
-from dataflows.errors import ConfigError
-from ops.runner import replay_file
+from ops.run.runner import replay_file
 from tests.unit.flow.test_flow import RUNNERS, ledger_sums, run, state_rows, story
 
 

@@ -15,11 +15,7 @@ import pytest
 from bytewax.testing import TestingSource, cluster_main, run_main
 from sqlalchemy import Engine, create_engine, select
 
-from dataflows.billing.batch import World, compute_targets
-from dataflows.billing.mappings import load_mappings
-from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.flow import build_flow
-from dataflows.model import (
+from billsync.model import (
     Account,
     Contract,
     ContractAmendment,
@@ -29,6 +25,10 @@ from dataflows.model import (
     Row,
     Timesheet,
 )
+from dataflows.billing.batch import World, compute_targets
+from dataflows.billing.mappings import load_mappings
+from dataflows.cdc.decoder import ChangeDecoder
+from dataflows.flow import build_flow
 from sinks.erp import tables as t
 from sinks.erp.sink import ErpSink
 from tests.unit.flow.story import Recorder

@@ -19,12 +19,12 @@ import pytest
 
 import dataflows.billing.engine as engine_module
 import dataflows.journal as journal_module
+from billsync.errors import StackError
 from dataflows.billing.engine import EngineState
-from dataflows.errors import StackError
+from dataflows.emissions import Emission
 from dataflows.journal import KEEP_GENERATIONS, Journaled
 from dataflows.logic import REEVALUATION, BillingLogic
 from dataflows.snapshots import loads
-from sinks.erp.writer import Emission
 from tests.unit.flow.steps import Item, billing_step, check_started, decoded_stream, feed
 
 EPOCH = 150  # source records per epoch

@@ -15,8 +15,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.cdc.change import Change, Op, SourcePosition, TxMarker, TxRef
-from dataflows.model import Project
+from billsync.change import Change, Op, SourcePosition, TxMarker, TxRef
+from billsync.model import Project
 from dataflows.ordering import RECENT, Letter, TxOrderer, Unit
 
 COLLECTIONS = ("public.projects", "public.timesheets", "public.employees")

@@ -26,10 +26,10 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import TestingSource, run_main
 from sqlalchemy import create_engine
 
+from billsync.model import Account, Contract, ContractRate, Employee, Project, Row, Timesheet
 from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.flow import build_flow
-from dataflows.model import Account, Contract, ContractRate, Employee, Project, Row, Timesheet
 from ops.bench.debezium import Encoder, Framed, source_of
 from sinks.erp.sink import ErpSink
 from tests.replay.erp import LEDGER, LINES, OUTBOX, payload, rows

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from billsync.change import Change, Op, SourcePosition, TxRef
+from billsync.model import Row
 from dataflows.billing.target import LineUpdate, State
-from dataflows.cdc.change import Change, Op, SourcePosition, TxRef
+from dataflows.emissions import Emission, Progress
 from dataflows.logic import BillingLogic
-from dataflows.model import Row
 from dataflows.ordering import Unit
-from sinks.erp.writer import Emission, Progress
 from tests.unit.billing.worlds import MAPPINGS, base_rows
 
 _lsn = [0]

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, update
 from typer.testing import CliRunner
 
+from billsync.settings import get_settings
+from connectors.sources import psa_signal
 from ops.commands import periods as cmd
 from ops.console import console, err_console
-from ops.settings import get_settings
-from ops.sourcedb.tables import psa_signal
 from sinks.erp import tables as t
 from tests.unit.periods.erp_rows import entry, fill, line
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert
 
+from ops.reads.queries.tables import ensure
 from sinks.erp import tables as t
-from sinks.queries.tables import ensure
 
 D = Decimal
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)

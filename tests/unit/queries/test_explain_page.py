@@ -8,15 +8,15 @@ from decimal import Decimal
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 
+from billsync.model import Account, Contract, ContractRate, Employee, Project, Timesheet
 from dataflows.billing.batch import World
 from dataflows.billing.mappings import load_mappings
 from dataflows.billing.target import SourceType
-from dataflows.model import Account, Contract, ContractRate, Employee, Project, Timesheet
-from ops.http import Health, serve
-from ops.metrics import ErpCollector
-from sinks.dashboard.page import render
-from sinks.dashboard.summary import summary
-from sinks.queries.explain import explain
+from ops.reads.dashboard.page import render
+from ops.reads.dashboard.summary import summary
+from ops.reads.metrics import ErpCollector
+from ops.reads.queries.explain import explain
+from ops.run.http import Health, serve
 from tests.unit.queries.erp import erp
 
 D = Decimal

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.queries.figures import COLUMNS
-from sinks.queries.parquet import write_figures
+from ops.reads.queries.figures import COLUMNS
+from ops.reads.queries.parquet import write_figures
 
 
 def test_figures_round_trip_exactly(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from sinks.queries import audit_runs, figures, queue
+from ops.reads.queries import audit_runs, figures, queue
 from tests.unit.queries.erp import NOW, erp
 
 D = Decimal

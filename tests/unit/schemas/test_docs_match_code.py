@@ -18,13 +18,14 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, select
 
+from billsync.errors import RecordContext, RecordError
 from dataflows.billing.target import LineTarget, LineUpdate, SourceType, State
 from dataflows.cdc.deadletter import dead_letter
-from dataflows.errors import RecordContext, RecordError
+from dataflows.emissions import Emission
 from schemas.registry import schema_str
 from sinks.erp import tables as t
 from sinks.erp.sink import _ErpPartition
-from sinks.erp.writer import Emission, ErpWriter
+from sinks.erp.writer import ErpWriter
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
 D = Decimal

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, select
 
 from dataflows.billing.periods import CLOSE, REOPEN, becomes_final
 from dataflows.billing.target import LineKey, LineTarget, LineUpdate, PeriodEvent, SourceType, State
+from dataflows.emissions import Emission, Progress
 from sinks.erp import tables as t
-from sinks.erp.writer import Emission, Progress
 
 D = Decimal
 NOW = datetime(2026, 4, 1, tzinfo=UTC)

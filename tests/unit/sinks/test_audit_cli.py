@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+from billsync.settings import get_settings
 from dataflows.billing.batch import World
 from ops.cli import app as billsync
 from ops.commands import recon
-from ops.settings import get_settings
 from sinks.erp.writer import ErpWriter
 
 from .test_erp_writer import em, target

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, insert
 
 from dataflows.billing.ledger import Posted, postings
 from dataflows.billing.target import LineTarget
-from sinks.audit.compare import Difference, compare
+from ops.reads.audit.compare import Difference, compare
 from sinks.erp import tables as t
 from sinks.erp.writer import ErpWriter, _ledger_row
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, insert
 
-from sinks.audit.positions import PositionRegression, check, position_regressions
+from ops.reads.audit.positions import PositionRegression, check, position_regressions
 from sinks.erp import tables as t
 from sinks.erp.writer import ErpWriter
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, insert, text
 
-from dataflows.errors import ConfigError
-from ops.sourcedb import tables as src
-from sinks.audit.sources import read_world, snapshot_plan, snapshot_read
+from billsync.errors import ConfigError
+from connectors import sources as src
+from ops.reads.audit.sources import read_world, snapshot_plan, snapshot_read
 
 
 def _plain_copy(metadata: MetaData, table: Table) -> None:

@@ -28,10 +28,11 @@ from sqlalchemy.util import LRUCache
 from structlog.testing import capture_logs
 
 from dataflows.billing.target import LineTarget, LineUpdate
+from dataflows.emissions import Emission, Progress
 from dataflows.logic import RESYNC
 from sinks.erp.replay import GateState
 from sinks.erp.sink import _ErpPartition
-from sinks.erp.writer import Emission, ErpWriter, Progress
+from sinks.erp.writer import ErpWriter
 
 from .replay_story import PSA, Unit, cut, erp_state, items_of, line, story
 

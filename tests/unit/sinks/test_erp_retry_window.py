@@ -1,7 +1,7 @@
 """`billsync run` passes BILLSYNC_ERP_RETRY_S to the ERP sink; its writer retries that long.
 
 The stall watchdog is only consistent with the writer if both use the one setting
-(``ops/settings.py`` refuses a watchdog shorter than the retry).
+(``billsync/settings.py`` refuses a watchdog shorter than the retry).
 """
 
 from __future__ import annotations

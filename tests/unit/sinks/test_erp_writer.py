@@ -18,8 +18,9 @@ from dataflows.billing.target import (
     SourceType,
     State,
 )
+from dataflows.emissions import Emission
 from sinks.erp import tables as t
-from sinks.erp.writer import Emission, ErpWriter, line_row
+from sinks.erp.writer import ErpWriter, line_row
 
 D = Decimal
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+from billsync.settings import get_settings
 from ops.cli import app as billsync
-from ops.settings import get_settings
 from sinks.erp import tables as t
 from sinks.kafka.quarantine import quarantine
 

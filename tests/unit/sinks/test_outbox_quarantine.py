@@ -21,8 +21,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import Engine, create_engine, func, insert, select
 
+from billsync.errors import DeliveryError, RecordContext, RecordError
 from dataflows.cdc.deadletter import dead_letter
-from dataflows.errors import DeliveryError, RecordContext, RecordError
 from schemas.registry import load_schema
 from sinks.erp import tables as t
 from sinks.erp.records import jsonable

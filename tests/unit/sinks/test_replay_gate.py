@@ -6,8 +6,8 @@ import pytest
 
 from dataflows.billing.periods import CLOSE, REOPEN
 from dataflows.billing.target import LineTarget, LineUpdate, PeriodEvent
+from dataflows.emissions import Emission, Progress
 from sinks.erp.replay import Coalesced, ReplayGate, Steps, final_after
-from sinks.erp.writer import Emission, Progress
 
 from .replay_story import line
 

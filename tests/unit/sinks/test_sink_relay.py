@@ -75,7 +75,7 @@ def test_close_after_the_erp_went_away_does_not_raise(engine: Engine) -> None:
 
 def test_idle_timer_snapshots_reconciliation_without_new_batches(tmp_path: Path) -> None:
     from dataflows.billing.target import LineTarget, LineUpdate, SourceType, State
-    from sinks.erp.writer import Emission
+    from dataflows.emissions import Emission
 
     # a file database: an in-memory SQLite is private to each thread's connection
     engine = create_engine(f"sqlite:///{tmp_path / 'erp.sqlite3'}")

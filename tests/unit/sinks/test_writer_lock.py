@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from ops.runner import refuse_second_writer
+from ops.run.runner import refuse_second_writer
 from sinks.erp import writer_lock
 from sinks.erp.sink import ErpSink
 from sinks.erp.writer_lock import WriterLock, WriterLockedError, check

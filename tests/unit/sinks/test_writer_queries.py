@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event
 
-from sinks.erp.writer import Emission, ErpWriter, ledger_query, line_state_query
+from dataflows.emissions import Emission
+from sinks.erp.writer import ErpWriter, ledger_query, line_state_query
 
 from .test_erp_writer import em, em_of, target
 

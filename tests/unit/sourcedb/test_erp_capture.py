@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from connectors.sources import ERP_CAPTURED
 from ops.sourcedb.install import erp_capture_statements, init_erp
-from ops.sourcedb.tables import ERP_CAPTURED
 from ops.stack import topology as t
 
 

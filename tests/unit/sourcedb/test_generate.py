@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from ops.sourcedb import tables as t
+from connectors import sources as t
 from ops.sourcedb.generate import (
     COLUMNS,
     JURISDICTIONS,

@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, Table, create_mock_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ops.sourcedb import tables as t
+from connectors import sources as t
 from ops.sourcedb.generate import COLUMNS
 
 MARIADB = create_mock_engine("mariadb+pymysql://", lambda *a, **k: None).dialect

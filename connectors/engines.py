@@ -10,8 +10,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from dataflows.errors import ConfigError, StackError
-from ops.settings import Settings
+from billsync.errors import ConfigError, StackError
+from billsync.settings import Settings
 
 # the drivers billsync ships (pyproject): psycopg 3 for PostgreSQL, PyMySQL for MariaDB
 _DRIVERS = {

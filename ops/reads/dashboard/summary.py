@@ -11,8 +11,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
-from sinks.queries import audit_runs, figures, queue
-from sinks.queries.tables import dlq_replays, ensure
+from ops.reads.queries import audit_runs, figures, queue
+from ops.reads.queries.tables import dlq_replays, ensure
 
 
 def flow_metrics(metrics_url: str | None) -> dict[str, Any]:

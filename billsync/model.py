@@ -17,6 +17,8 @@ from typing import ClassVar
 # --- PSA (PostgreSQL, database psa, schema public) ---------------------------------------
 
 
+# One frozen class per source table (SPEC 1): their fields repeat in shape because the
+# tables do; a generic row type would lose the typed fields the billing rules read.
 @dataclass(frozen=True, slots=True)
 class Employee:
     TABLE: ClassVar[str] = "employees"

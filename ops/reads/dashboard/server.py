@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from sinks.dashboard.page import render
+from ops.reads.dashboard.page import render
 
 
 def _json_default(obj: Any) -> Any:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
 
-from sinks.queries.tables import recon_audit_runs as r
+from ops.reads.queries.tables import recon_audit_runs as r
 
 
 @dataclass(frozen=True, slots=True)

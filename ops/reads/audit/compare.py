@@ -16,12 +16,12 @@ items against what they consumed), and a final milestone's schedule line is froz
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, RowMapping, select
 
 from dataflows.billing.ledger import (
     DIMENSIONS,
@@ -31,7 +31,7 @@ from dataflows.billing.ledger import (
 )
 from dataflows.billing.target import ZERO, LineKey, LineTarget, ScheduleLine, SourceType, State
 from sinks.erp import tables as t
-from sinks.erp.writer import STATE_FIELDS
+from sinks.erp.tables import STATE_FIELDS
 
 # every stored field of a line state that the target determines (the writer's own list,
 # less ``final``, which the record of closes decides, not the target)
@@ -94,23 +94,9 @@ def compare(
     }
     for key in sorted(set(lines) | set(stored)):
         name = f"{key[0]}:{key[1]}"
-        want, have = lines.get(key), stored.get(key)
-        if want is None or have is None:
-            diffs.append(
-                Difference(
-                    "billing_line_state",
-                    name,
-                    "(row)",
-                    "present" if want else "absent",
-                    "present" if have else "absent",
-                )
-            )
-            continue
-        for f in LINE_FIELDS:
-            if _value(getattr(want, f)) != have[f]:
-                diffs.append(
-                    Difference("billing_line_state", name, f, _value(getattr(want, f)), have[f])
-                )
+        diffs += _row_differences(
+            "billing_line_state", name, lines.get(key), stored.get(key), LINE_FIELDS, _value
+        )
     nets = _net_postings(conn)
     for key in sorted(set(finals)):
         frozen, net = finals[key], nets.pop(key, NetPosting())
@@ -151,22 +137,37 @@ def compare(
         if (SourceType.MILESTONE.value, r["milestone_id"]) not in finals
     }
     for mid in sorted(set(schedule) | set(sched)):
-        want_s, have_r = schedule.get(mid), sched.get(mid)
-        if want_s is None or have_r is None:
-            diffs.append(
-                Difference(
-                    "invoice_schedule",
-                    mid,
-                    "(row)",
-                    "present" if want_s else "absent",
-                    "present" if have_r else "absent",
-                )
-            )
-            continue
-        for f in SCHEDULE_FIELDS:
-            if getattr(want_s, f) != have_r[f]:
-                diffs.append(Difference("invoice_schedule", mid, f, getattr(want_s, f), have_r[f]))
+        diffs += _row_differences(
+            "invoice_schedule", mid, schedule.get(mid), sched.get(mid), SCHEDULE_FIELDS
+        )
     return diffs
+
+
+def _row_differences(
+    table: str,
+    name: str,
+    want: object | None,
+    have: RowMapping | None,
+    fields: Iterable[str],
+    value: Callable[[Any], Any] = lambda v: v,
+) -> list[Difference]:
+    """One stored row against its target: the row missing on either side, or each field that
+    differs (``value`` turns a target's field into what the table stores)."""
+    if want is None or have is None:
+        return [
+            Difference(
+                table,
+                name,
+                "(row)",
+                "present" if want else "absent",
+                "present" if have else "absent",
+            )
+        ]
+    return [
+        Difference(table, name, f, value(getattr(want, f)), have[f])
+        for f in fields
+        if value(getattr(want, f)) != have[f]
+    ]
 
 
 def _net_postings(conn: Connection) -> dict[LineKey, NetPosting]:

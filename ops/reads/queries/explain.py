@@ -1,7 +1,7 @@
 """Why a line is where it is: the rule that fired, the source rows it read, the ERP rows.
 
 :func:`explain` takes the current source rows (a :class:`~dataflows.billing.batch.World`,
-e.g. from :func:`sinks.audit.sources.read_world`), narrows them to what the rules of SPEC 2
+e.g. from :func:`ops.reads.audit.sources.read_world`), narrows them to what the rules of SPEC 2
 read for one item (its project, contract, account, employee, rates, pending amendments, and
 the other items of the same contract, which allocation needs), and runs the pure batch rules
 (:func:`~dataflows.billing.batch.compute_targets`) on that: the decision is the same as over
@@ -18,12 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from dataflows.billing.batch import World, compute_targets
-from dataflows.billing.batch import context as rules_context
-from dataflows.billing.mappings import Mappings
-from dataflows.billing.rules import Reason, Unexpected, unexpected
-from dataflows.billing.target import LineTarget, SourceType
-from dataflows.model import (
+from billsync.model import (
     Account,
     Contract,
     ContractAmendment,
@@ -34,6 +29,11 @@ from dataflows.model import (
     Row,
     Timesheet,
 )
+from dataflows.billing.batch import World, compute_targets
+from dataflows.billing.batch import context as rules_context
+from dataflows.billing.mappings import Mappings
+from dataflows.billing.rules import Reason, Unexpected, unexpected
+from dataflows.billing.target import LineTarget, SourceType
 from sinks.erp import tables as t
 
 # SPEC 2: the rule number of each reason; billed / cap / retainer outcomes come from rule 15

@@ -3,7 +3,7 @@
 For every item (``source_type``, ``source_id``) and every source (the prefix of
 ``source_position``: ``psa``, ``crm``, ``erp``, ...), the positions of the item's ledger
 entries, taken in ``seq`` order, never go backwards in that source's COMMIT order
-(:meth:`dataflows.cdc.change.SourcePosition.commit_order`). An entry posted from an older
+(:meth:`billsync.change.SourcePosition.commit_order`). An entry posted from an older
 source state than an entry before it means the flow applied that source's changes out of
 commit order (or applied a stale change): the ledger then tells a story the source never
 lived, even when its sums end right.
@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select
 
-from dataflows.cdc.change import SourcePosition
+from billsync.change import SourcePosition
 from sinks.erp import tables as t
 
 # rows fetched per round trip: the check streams the ledger once, it never holds all of it

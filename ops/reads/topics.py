@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from dataflows.errors import StackError
+from billsync.errors import StackError
 from schemas.serdes import avro_deserializer, registry_client
 
 

@@ -20,10 +20,10 @@ from typing import Any
 from confluent_kafka import Message, Producer
 from sqlalchemy import Engine, insert, select
 
+from billsync.errors import DeliveryError, RecordError
 from dataflows.cdc.decoder import ChangeDecoder
-from dataflows.errors import DeliveryError, RecordError
-from ops.topics import TopicRecord
-from sinks.queries.tables import dlq_replays, ensure
+from ops.reads.queries.tables import dlq_replays, ensure
+from ops.reads.topics import TopicRecord
 
 REPLAY_HEADER = "billsync-replay-of"
 

@@ -8,10 +8,10 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from rich.progress import Progress
 
+from billsync.settings import Settings
 from dataflows.capture import CaptureWriter
 from dataflows.cdc.schemas import RegistrySchemaSource
 from ops.console import console
-from ops.settings import Settings
 
 
 def capture(settings: Settings, out: Path, *, max_records: int | None = None) -> int:

@@ -24,9 +24,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ops.reads.queries import audit_runs, queue
+from ops.reads.queries.tables import dlq_replays, ensure
 from sinks.erp.records import DLQ_TOPIC
-from sinks.queries import audit_runs, queue
-from sinks.queries.tables import dlq_replays, ensure
 
 
 class ErpCollector(Collector):

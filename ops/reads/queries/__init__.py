@@ -4,5 +4,5 @@ Used by ``billsync exceptions|recon report|dashboard`` and by the flow's ``/metr
 Amounts are summed in Python from ``Money`` columns, so sums are exact on PostgreSQL and on
 SQLite (where ``Money`` is decimal text and SQL ``SUM`` would return a float). Counts are
 ``GROUP BY`` in SQL. The two bookkeeping tables billsync adds for operations live in
-:mod:`sinks.queries.tables` (``recon_audit_runs``, ``dlq_replays``).
+:mod:`ops.reads.queries.tables` (``recon_audit_runs``, ``dlq_replays``).
 """

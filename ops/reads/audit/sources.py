@@ -1,4 +1,4 @@
-"""Read the current source rows (PSA and CRM) into typed rows of :mod:`dataflows.model`.
+"""Read the current source rows (PSA and CRM) into typed rows of :mod:`billsync.model`.
 
 One consistent read per source database: every table of a source is read in ONE transaction
 that sees ONE snapshot (:func:`snapshot_read`), so a change committed while the audit reads
@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, select
 
+from billsync.errors import ConfigError
+from billsync.model import ROW_TYPES, Row
+from connectors import sources as src
 from dataflows.billing.batch import World
-from dataflows.errors import ConfigError
-from dataflows.model import ROW_TYPES, Row
-from ops.sourcedb import tables as src
 
 # Per dialect: the execution options whose transaction keeps one snapshot for every
 # statement, and the statement that begins that transaction.
@@ -73,7 +73,7 @@ def _typed(row_type: type[Row], values: dict[str, Any]) -> Row:
     for f in fields(row_type):
         v = values.get(f.name)
         if isinstance(v, datetime) and v.tzinfo is None:
-            v = v.replace(tzinfo=UTC)  # CRM sessions run in UTC (ops/sourcedb/engines.py)
+            v = v.replace(tzinfo=UTC)  # CRM sessions run in UTC (connectors/engines.py)
         if f.name == "timesheet_id" and v is not None:
             v = int(v)
         kw[f.name] = v

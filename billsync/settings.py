@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     metrics_port: int = 9464  # Prometheus /metrics and /health on 127.0.0.1; 0 disables
     # One policy for "the flow is not moving" (ops/README.md, "Stalls and ERP outages"):
     # an unreachable ERP is retried this long per batch (the ERP writer), then the flow stops
-    # with the database error; the stall watchdog (ops/watchdog.py) exits 75 when no epoch
+    # with the database error; the stall watchdog (ops/run/watchdog.py) exits 75 when no epoch
     # closed, or records waited and none was decoded, for stall_exit_s; 0: off. A batch
     # waiting out the ERP holds every epoch, so the watchdog must wait longer than the retry:
     # stall_exit_s > erp_retry_s is enforced (the default leaves 60 s for the last attempt).
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _stall_outlasts_erp_retry(self) -> Settings:
         """Refuse a watchdog that would kill a flow waiting out an ERP outage."""
-        from dataflows.errors import ConfigError
+        from billsync.errors import ConfigError
 
         if self.stall_exit_s and self.stall_exit_s <= self.erp_retry_s:
             raise ConfigError(
@@ -134,7 +134,7 @@ class Settings(BaseSettings):
         """The transaction topic (``<topic.prefix>.transaction``, Debezium's BEGIN/END records)
         of every connector the flow reads a table topic of: ``psa``, ``crm`` and ``erp``
         with the defaults. Derived from the table topics' prefixes, in their order."""
-        from dataflows.cdc.transaction import transaction_topic
+        from billsync.change import transaction_topic
 
         prefixes = [t.rsplit(".", 2)[0] for t in (*self.source_topics, self.periods_topic)]
         return tuple(transaction_topic(p) for p in dict.fromkeys(prefixes))
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
 
     def require(self, name: str) -> str:
         """The secret value of a connection setting, or a clear error if it is not set."""
-        from dataflows.errors import ConfigError
+        from billsync.errors import ConfigError
 
         value = getattr(self, name)
         if value is None:

@@ -6,7 +6,15 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from dataflows.model import Row
+from billsync.model import Row
+
+SUFFIX = "transaction"  # Debezium's ``topic.transaction`` default: <topic.prefix>.transaction
+
+
+def transaction_topic(prefix: str) -> str:
+    """The transaction topic (BEGIN/END records, :class:`TxMarker`) of the connector with
+    ``topic.prefix`` = ``prefix``."""
+    return f"{prefix}.{SUFFIX}"
 
 
 class Op(enum.StrEnum):

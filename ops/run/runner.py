@@ -21,15 +21,15 @@ from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, create_engine, inspect, literal, select
 
+from billsync.errors import ConfigError
+from billsync.settings import Settings, get_settings
 from dataflows.billing.mappings import load_mappings
 from dataflows.capture import CaptureSource, read_capture
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
-from dataflows.errors import ConfigError
 from dataflows.flow import build_flow
 from dataflows.progress import PROGRESS
-from ops import topic_admin
-from ops.settings import Settings, get_settings
+from ops.topics import admin as topic_admin
 from schemas.registry import TOPICS
 from sinks.erp import writer_lock
 from sinks.erp.sink import ErpSink
@@ -154,7 +154,7 @@ def prepare_recovery(settings: Settings, *, rebuild: bool = False) -> RecoveryCo
 
 
 def ensure_topics(settings: Settings, topics: Sequence[str]) -> None:
-    """Create missing topics and keep the source topics compacted (:mod:`ops.topic_admin`):
+    """Create missing topics and keep the source topics compacted (:mod:`ops.topics.admin`):
     the source topics (so the flow can start before a table has rows) and billsync's
     outputs."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})

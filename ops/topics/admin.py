@@ -26,8 +26,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     ResourceType,
 )
 
+from billsync.errors import StackError
 from connectors.compaction import CDC_TOPIC_CONFIG, config_changes
-from dataflows.errors import StackError
 
 COMPACTED_OUTPUTS = ("recon.snapshots",)
 _TIMEOUT_S = 30

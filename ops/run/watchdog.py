@@ -3,7 +3,7 @@
 Bytewax 0.21.1 was seen, rarely, to stop closing epochs while busy at 100 % CPU
 (ARCHITECTURE.md, "Known issues"): nothing more is consumed or written. The watchdog exits
 when no input partition closed an epoch for ``stall_s`` seconds (epochs close every snapshot
-interval, idle or not; the partitions report it, ``ops/runner.py``) and the billing step
+interval, idle or not; the partitions report it, ``ops/run/runner.py``) and the billing step
 applied no unit and the writer wrote no batch meanwhile (one epoch can carry minutes of work
 in a catch-up: the ordering stage releases a backlog of transactions when their ENDs are
 read), or when records wait on a
