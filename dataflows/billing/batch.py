@@ -1,8 +1,8 @@
 """The whole target state from full tables: the test oracle and ``billsync recon audit``.
 
 Deliberately simple: classify every item, group candidates by contract, allocate each
-contract at once. It shares only :mod:`rules` and :mod:`allocation` with the incremental
-engine, none of its bookkeeping.
+contract at once. It shares only :mod:`rules`, :mod:`allocation` and the row look-ups of
+:mod:`lookup` with the incremental engine, none of its bookkeeping.
 """
 
 from __future__ import annotations
@@ -12,19 +12,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from billsync.model import (
-    ROW_TYPES,
-    Account,
-    Contract,
-    ContractAmendment,
-    ContractRate,
-    Employee,
-    Milestone,
-    Project,
-    Row,
-    Timesheet,
-)
+from billsync.model import ROW_TYPES, ContractAmendment, ContractRate, Milestone, Row, Timesheet
 from dataflows.billing.allocation import allocate
+from dataflows.billing.lookup import RowLookup
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.money import ZERO
 from dataflows.billing.rules import (
@@ -61,11 +51,11 @@ class World:
             yield from rows.values()
 
 
-class _Lookup:
+class _Lookup(RowLookup):
     """The rules' :class:`~dataflows.billing.rules.Context` over a :class:`World`."""
 
     def __init__(self, world: World) -> None:
-        self._w = world
+        super().__init__({name: world.table(name) for name in ROW_TYPES})
         self._pending: set[str] = set()
         self._amendments: dict[str, list[ContractAmendment]] = defaultdict(list)
         self._rates: dict[str, list[ContractRate]] = defaultdict(list)
@@ -79,22 +69,6 @@ class _Lookup:
             assert isinstance(row, ContractRate)
             if row.contract_id is not None:
                 self._rates[row.contract_id].append(row)
-
-    def project(self, project_id: str | None) -> Project | None:
-        row = self._w.table("projects").get(project_id) if project_id is not None else None
-        return row if isinstance(row, Project) else None
-
-    def employee(self, employee_id: str | None) -> Employee | None:
-        row = self._w.table("employees").get(employee_id) if employee_id is not None else None
-        return row if isinstance(row, Employee) else None
-
-    def contract(self, contract_id: str | None) -> Contract | None:
-        row = self._w.table("contracts").get(contract_id) if contract_id is not None else None
-        return row if isinstance(row, Contract) else None
-
-    def account(self, account_id: str | None) -> Account | None:
-        row = self._w.table("accounts").get(account_id) if account_id is not None else None
-        return row if isinstance(row, Account) else None
 
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self._pending

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -89,34 +90,31 @@ def _rows(path: Path, text: str, columns: tuple[str, ...]) -> list[tuple[int, di
     return out
 
 
+def _keyed(
+    path: Path, text: str, columns: tuple[str, ...]
+) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """The rows of a mapping file, each with its key (its first column), which may appear
+    once; yielded one by one, so a row's own checks come before a later row's."""
+    key = columns[0]
+    seen: set[str] = set()
+    for line, row in _rows(path, text, columns):
+        value = row[key]
+        if value in seen:
+            raise _fail(path, line, key, f"duplicate {key} {value}", f"keep one row per {key}")
+        seen.add(value)
+        yield line, value, row
+
+
 def parse_labor(path: Path, text: str) -> dict[str, LaborMapping]:
-    labor: dict[str, LaborMapping] = {}
-    for line, row in _rows(path, text, LABOR_COLUMNS):
-        category = row["labor_category"]
-        if category in labor:
-            raise _fail(
-                path,
-                line,
-                "labor_category",
-                f"duplicate labor_category {category}",
-                "keep one row per labor_category",
-            )
-        labor[category] = LaborMapping(row["erp_item_code"], row["revenue_account"])
-    return labor
+    return {
+        category: LaborMapping(row["erp_item_code"], row["revenue_account"])
+        for _line, category, row in _keyed(path, text, LABOR_COLUMNS)
+    }
 
 
 def parse_tax(path: Path, text: str) -> dict[str, Decimal]:
     tax: dict[str, Decimal] = {}
-    for line, row in _rows(path, text, TAX_COLUMNS):
-        jurisdiction = row["tax_jurisdiction"]
-        if jurisdiction in tax:
-            raise _fail(
-                path,
-                line,
-                "tax_jurisdiction",
-                f"duplicate tax_jurisdiction {jurisdiction}",
-                "keep one row per tax_jurisdiction",
-            )
+    for line, jurisdiction, row in _keyed(path, text, TAX_COLUMNS):
         try:
             rate = Decimal(row["tax_rate"])
         except InvalidOperation:
