@@ -1,11 +1,20 @@
-"""Debezium-shaped Avro writer schemas and framed change records of typed rows.
+"""Debezium-shaped Avro: writer schemas, framed change records of typed rows, transaction
+metadata. The one Debezium encoder of the repository: ``billsync bench`` encodes its synthetic
+firm with it, and the tests build their Debezium records with it.
 
 What Debezium 3 (``schema.name.adjustment.mode=avro``) writes through a Confluent-compatible
-Avro converter: an ``Envelope`` with optional ``before``/``after`` ``Value`` records, the
-connector's ``Source`` block, ``op`` and ``ts_ms``; ``connect.name`` annotations on decimals,
-enums and time types; values framed as magic byte + 4-byte schema id + Avro binary. The
-benchmarks encode synthetic rows with it so the edge decodes the same bytes it reads in
-production.
+Avro converter: an ``Envelope`` with optional ``before``/``after`` ``Value`` records (the
+second a by-name reference), the connector's ``Source`` block, ``op`` and ``ts_ms``;
+``connect.name`` annotations on decimals, enums and time types; values framed as magic byte +
+4-byte schema id + Avro binary. The benchmarks encode synthetic rows with it so the edge
+decodes the same bytes it reads in production.
+
+The building blocks take any columns and any values: :func:`envelope_schema` (a topic and its
+:class:`Column` list, :data:`COLUMNS` for the contract tables), :func:`framed`,
+:func:`tx_value` and :func:`tx_block`; the unit tests of the CDC edge write with them what
+the bench never writes (other column types, fixed positions, poison; their sample values
+are ``tests/unit/cdc/samples.py``). :class:`Encoder` frames typed rows of the contract tables
+with positions that grow like a real log's.
 
 With ``Encoder(transactions=True)`` it also writes what ``provide.transaction.metadata``
 adds: the envelope's ``transaction`` block, PostgreSQL's ``source.sequence`` and the
@@ -19,8 +28,8 @@ import io
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date
+from typing import Any, NamedTuple
 
 from fastavro import parse_schema, schemaless_writer
 
@@ -29,10 +38,11 @@ from dataflows.cdc.schemas import DictSchemaSource
 from dataflows.cdc.wire import frame
 
 EPOCH_DAY = date(1970, 1, 1)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _decimal(precision: int, scale: int) -> dict[str, Any]:
+def decimal_type(precision: int, scale: int) -> dict[str, Any]:
+    """A ``numeric(precision, scale)`` column as Debezium writes it (``decimal.handling.mode``
+    precise)."""
     return {
         "type": "bytes",
         "scale": scale,
@@ -44,7 +54,8 @@ def _decimal(precision: int, scale: int) -> dict[str, Any]:
     }
 
 
-def _enum(*allowed: str) -> dict[str, Any]:
+def enum_type(*allowed: str) -> dict[str, Any]:
+    """An enum column: a string with its allowed values."""
     return {
         "type": "string",
         "connect.version": 1,
@@ -57,8 +68,27 @@ ZONED = {"type": "string", "connect.version": 1, "connect.name": "io.debezium.ti
 DATE = {"type": "int", "connect.version": 1, "connect.name": "io.debezium.time.Date"}
 S = "string"
 
-# table -> [(column, Avro type without null, nullable)]
-COLUMNS: dict[str, list[tuple[str, Any, bool]]] = {
+
+def _opt(avro: Any) -> dict[str, Any]:
+    return {"type": ["null", avro], "default": None}
+
+
+class Column(NamedTuple):
+    """A column of a ``Value`` record: its Avro type without null, and whether it is nullable."""
+
+    name: str
+    avro: Any = S
+    nullable: bool = False
+
+    def field(self) -> dict[str, Any]:
+        """The column's field of the ``Value`` record."""
+        if self.nullable:
+            return {"name": self.name, **_opt(self.avro)}
+        return {"name": self.name, "type": self.avro}
+
+
+# table -> [(column, Avro type without null, nullable)], as the local stack's connectors write
+_TABLES: dict[str, list[tuple[str, Any, bool]]] = {
     "employees": [
         ("employee_id", S, False), ("name", S, False), ("email", S, False),
         ("labor_category", S, True), ("cost_center", S, False), ("legal_entity", S, False),
@@ -71,13 +101,13 @@ COLUMNS: dict[str, list[tuple[str, Any, bool]]] = {
     ],
     "timesheets": [
         ("timesheet_id", "long", False), ("employee_id", S, False), ("project_id", S, False),
-        ("work_date", DATE, False), ("hours", _decimal(5, 2), False),
+        ("work_date", DATE, False), ("hours", decimal_type(5, 2), False),
         ("billable", "boolean", False), ("status", S, False), ("approved_at", ZONED, True),
         ("notes", S, True), ("updated_at", ZONED, False),
     ],
     "milestones": [
         ("milestone_id", S, False), ("project_id", S, False), ("name", S, False),
-        ("amount", _decimal(14, 2), False), ("due_date", DATE, False), ("status", S, False),
+        ("amount", decimal_type(14, 2), False), ("due_date", DATE, False), ("status", S, False),
         ("accepted_at", ZONED, True), ("updated_at", ZONED, False),
     ],
     "accounts": [
@@ -86,20 +116,21 @@ COLUMNS: dict[str, list[tuple[str, Any, bool]]] = {
     ],
     "contracts": [
         ("contract_id", S, False), ("account_id", S, False), ("contract_number", S, False),
-        ("contract_type", _enum("time_and_materials", "milestone", "retainer"), False),
-        ("status", _enum("draft", "active", "suspended", "terminated"), False),
+        ("contract_type", enum_type("time_and_materials", "milestone", "retainer"), False),
+        ("status", enum_type("draft", "active", "suspended", "terminated"), False),
         ("currency", S, False), ("start_date", DATE, False), ("end_date", DATE, True),
-        ("cap_amount", _decimal(14, 2), True), ("cap_period", _enum("contract", "month"), False),
-        ("retainer_hours_monthly", _decimal(8, 2), True), ("updated_at", ZONED, False),
+        ("cap_amount", decimal_type(14, 2), True),
+        ("cap_period", enum_type("contract", "month"), False),
+        ("retainer_hours_monthly", decimal_type(8, 2), True), ("updated_at", ZONED, False),
     ],
     "contract_rates": [
         ("rate_id", S, False), ("contract_id", S, False), ("labor_category", S, False),
-        ("hourly_rate", _decimal(10, 2), False), ("effective_from", DATE, False),
+        ("hourly_rate", decimal_type(10, 2), False), ("effective_from", DATE, False),
         ("effective_to", DATE, True),
     ],
     "contract_amendments": [
         ("amendment_id", S, False), ("contract_id", S, False),
-        ("status", _enum("pending", "approved", "rejected"), False),
+        ("status", enum_type("pending", "approved", "rejected"), False),
         ("effective_date", DATE, False), ("updated_at", ZONED, False),
     ],
     "accounting_periods": [
@@ -107,10 +138,7 @@ COLUMNS: dict[str, list[tuple[str, Any, bool]]] = {
         ("closed_by", S, True), ("reopened_at", ZONED, True), ("reopen_reason", S, True),
     ],
 }  # fmt: skip
-
-
-def _opt(avro: Any) -> dict[str, Any]:
-    return {"type": ["null", avro], "default": None}
+COLUMNS: dict[str, list[Column]] = {t: [Column(*c) for c in cs] for t, cs in _TABLES.items()}
 
 
 def _source_schema(pg: bool) -> dict[str, Any]:
@@ -119,7 +147,7 @@ def _source_schema(pg: bool) -> dict[str, Any]:
         {"name": "connector", "type": S},
         {"name": "name", "type": S},
         {"name": "ts_ms", "type": "long"},
-        {"name": "snapshot", **_opt(_enum("true", "first", "last", "false", "incremental"))},
+        {"name": "snapshot", **_opt(enum_type("true", "first", "last", "false", "incremental"))},
         {"name": "db", "type": S},
         {"name": "sequence", **_opt(S)},
         {"name": "ts_us", **_opt("long")},
@@ -163,6 +191,11 @@ def source_of(table: str) -> str:
     return "erp" if table in ERP_TABLES else "crm"
 
 
+def is_pg(table: str) -> bool:
+    """Whether ``table`` is captured from PostgreSQL (PSA, ERP); else MariaDB (CRM)."""
+    return source_of(table) != "crm"
+
+
 def topic_of(table: str) -> str:
     """The Debezium topic of a contract table on the local stack's connectors."""
     source = source_of(table)
@@ -193,18 +226,41 @@ TX_VALUE: dict[str, Any] = {
 }  # fmt: skip
 
 
-def envelope_schema(table: str, *, transaction: bool = False) -> dict[str, Any]:
-    """The value schema Debezium registers for the table's topic; ``transaction``: with the
-    optional block a connector with transaction metadata fills."""
-    topic = topic_of(table)
-    value_fields = [
-        {"name": n, **_opt(t)} if nullable else {"name": n, "type": t}
-        for n, t, nullable in COLUMNS[table]
-    ]
+def tx_block(tx_id: str, total_order: int, data_collection_order: int = 1) -> dict[str, Any]:
+    """An envelope's ``transaction`` value."""
+    return {"id": tx_id, "total_order": total_order, "data_collection_order": data_collection_order}
+
+
+def tx_value(
+    status: str,
+    tx_id: str,
+    collections: dict[str, int] | None = None,
+    *,
+    ts_ms: int,
+    event_count: int | None = None,
+) -> dict[str, Any]:
+    """A ``<prefix>.transaction`` value: without ``collections`` a BEGIN's (no counts), with
+    them an END's (events per data collection, and their sum unless ``event_count`` says
+    otherwise)."""
+    if collections is None:
+        return {"status": status, "id": tx_id, "event_count": event_count,
+                "data_collections": None, "ts_ms": ts_ms}  # fmt: skip
+    items = [{"data_collection": c, "event_count": n} for c, n in collections.items()]
+    total = sum(collections.values()) if event_count is None else event_count
+    return {"status": status, "id": tx_id, "event_count": total, "data_collections": items,
+            "ts_ms": ts_ms}  # fmt: skip
+
+
+def envelope_schema(
+    topic: str, columns: list[Column], *, pg: bool, transaction: bool = False
+) -> dict[str, Any]:
+    """The value schema Debezium registers for ``topic`` (``<prefix>.<schema-or-db>.<table>``)
+    with ``columns``; ``pg``: a PostgreSQL source block, else MariaDB's; ``transaction``: with
+    the optional block a connector with transaction metadata fills."""
     value = {
         "type": "record",
         "name": "Value",
-        "fields": value_fields,
+        "fields": [c.field() for c in columns],
         "connect.name": f"{topic}.Value",
     }
     return {
@@ -214,7 +270,7 @@ def envelope_schema(table: str, *, transaction: bool = False) -> dict[str, Any]:
         "fields": [
             {"name": "before", "type": ["null", value], "default": None},
             {"name": "after", "type": ["null", "Value"], "default": None},
-            {"name": "source", "type": _source_schema(source_of(table) != "crm")},
+            {"name": "source", "type": _source_schema(pg)},
             {"name": "op", "type": S},
             {"name": "ts_ms", **_opt("long")},
             {"name": "ts_us", **_opt("long")},
@@ -226,8 +282,16 @@ def envelope_schema(table: str, *, transaction: bool = False) -> dict[str, Any]:
     }
 
 
-def _wire(avro: Any, value: Any) -> Any:
-    """What Debezium writes for a typed column value."""
+def framed(schema_id: int, schema: Any, record: dict[str, Any]) -> bytes:
+    """``record`` in the Confluent wire format: magic byte, ``schema_id``, Avro binary of
+    ``schema`` (a writer schema, parsed by fastavro's ``parse_schema`` or not)."""
+    buf = io.BytesIO()
+    schemaless_writer(buf, schema, record)
+    return frame(schema_id, buf.getvalue())
+
+
+def to_wire(avro: Any, value: Any) -> Any:
+    """What Debezium writes for a typed value of a contract column (:data:`COLUMNS`)."""
     if value is None:
         return None
     if avro is ZONED:
@@ -273,11 +337,12 @@ class Encoder:
     def __init__(self, ts_ms: int = 1_717_000_000_000, *, transactions: bool = False) -> None:
         self.schemas = DictSchemaSource()
         self.transactions = transactions
-        self._plans: dict[str, tuple[int, Any, list[tuple[str, Any, bool]]]] = {}
-        for i, table in enumerate(COLUMNS, start=self.FIRST_ID):
-            schema = envelope_schema(table, transaction=transactions)
+        self._plans: dict[str, tuple[int, Any]] = {}  # table -> (schema id, parsed schema)
+        for i, (table, columns) in enumerate(COLUMNS.items(), start=self.FIRST_ID):
+            schema = envelope_schema(topic_of(table), columns, pg=is_pg(table),
+                                     transaction=transactions)  # fmt: skip
             self.schemas.add(i, schema)
-            self._plans[table] = (i, parse_schema(schema, named_schemas={}), COLUMNS[table])
+            self._plans[table] = (i, parse_schema(schema, named_schemas={}))
         self._tx_parsed: Any = None
         if transactions:
             self.schemas.add(self.TX_SCHEMA_ID, TX_VALUE)
@@ -293,7 +358,7 @@ class Encoder:
         if row is None:
             return None
         values = {f.name: getattr(row, f.name) for f in fields(row)}
-        return {n: _wire(t, values.get(n)) for n, t, _ in COLUMNS[table]}
+        return {n: to_wire(t, values.get(n)) for n, t, _ in COLUMNS[table]}
 
     def _source(self, table: str) -> dict[str, Any]:
         base = {"version": "3.6.1.Final", "ts_ms": self.ts_ms, "snapshot": "false",
@@ -325,14 +390,11 @@ class Encoder:
         collection = topic_of(table).split(".", 1)[1]
         tx.events += 1
         order = tx.per_collection[collection] = tx.per_collection.get(collection, 0) + 1
-        return {"id": self._tx_id(name, tx, source.get("lsn") or 0),
-                "total_order": tx.events, "data_collection_order": order}  # fmt: skip
+        return tx_block(self._tx_id(name, tx, source.get("lsn") or 0), tx.events, order)
 
     def _marker(self, source: str, record: dict[str, Any]) -> Framed:
-        buf = io.BytesIO()
-        schemaless_writer(buf, self._tx_parsed, record)
         return Framed(f"{source}.transaction", str(record["id"]).encode(),
-                      frame(self.TX_SCHEMA_ID, buf.getvalue()))  # fmt: skip
+                      framed(self.TX_SCHEMA_ID, self._tx_parsed, record))  # fmt: skip
 
     def begin(self, source: str) -> Framed:
         """Open a transaction of ``source`` (psa, crm or erp): its BEGIN record."""
@@ -343,9 +405,8 @@ class Encoder:
         xid = self._xid[source] = self._xid[source] + 1
         tx = self._open[source] = _OpenTx(xid)
         lsn = self._last_commit.get(source, 0)  # PostgreSQL's BEGIN: the last commit's LSN
-        return self._marker(source, {"status": "BEGIN", "id": self._tx_id(source, tx, lsn),
-                                     "event_count": None, "data_collections": None,
-                                     "ts_ms": self.ts_ms})  # fmt: skip
+        return self._marker(source, tx_value("BEGIN", self._tx_id(source, tx, lsn),
+                                             ts_ms=self.ts_ms))  # fmt: skip
 
     def end(self, source: str) -> Framed:
         """Commit the open transaction of ``source``: its END record with the counts."""
@@ -354,11 +415,8 @@ class Encoder:
         if source != "crm":
             lsn = self._lsn[source] = self._lsn[source] + 40  # the COMMIT record
             self._last_commit[source] = lsn
-        collections = [{"data_collection": c, "event_count": n}
-                       for c, n in tx.per_collection.items()]  # fmt: skip
-        return self._marker(source, {"status": "END", "id": self._tx_id(source, tx, lsn),
-                                     "event_count": tx.events, "data_collections": collections,
-                                     "ts_ms": self.ts_ms})  # fmt: skip
+        return self._marker(source, tx_value("END", self._tx_id(source, tx, lsn),
+                                             tx.per_collection, ts_ms=self.ts_ms))  # fmt: skip
 
     def transaction(
         self, source: str, changes: Iterable[tuple[str, Row | None, Row | None]]
@@ -372,7 +430,7 @@ class Encoder:
         if row is None:
             raise ValueError("a change needs a before or an after image")
         table = row.TABLE
-        schema_id, parsed, _ = self._plans[table]
+        schema_id, parsed = self._plans[table]
         source = self._source(table)
         record = {
             "before": self._row(table, before),
@@ -384,9 +442,7 @@ class Encoder:
             "ts_ns": None,
             "transaction": self._block(table, source) if self.transactions else None,
         }
-        buf = io.BytesIO()
-        schemaless_writer(buf, parsed, record)
-        return Framed(topic_of(table), row.key.encode(), frame(schema_id, buf.getvalue()))
+        return Framed(topic_of(table), row.key.encode(), framed(schema_id, parsed, record))
 
 
 Change = tuple[str, Row | None, Row | None]  # (op, before, after)

@@ -10,6 +10,15 @@ share of each kind of change after the reference rows (closes come on top).
 
 :func:`open_lines_stream` and :func:`history_stream` build state rather than traffic: N
 approved lines all open, or N lines month by month with all but the last months closed.
+
+The firm is the demo data's (``ops/sourcedb/generate.py``) in what they share: labor
+categories and their base rates, the mapped tax jurisdictions with their currencies, the
+legal entities. Its rows are its own, because the two serve different ends: the demo seeds
+the source databases with a realistic firm in which every rule of SPEC 2 fires at the rates
+of the README's "demo data" table, sized by drawing, in a fixed six-month window; the bench
+needs a firm in which every approved line bills (it measures billing, not exceptions), of
+exact sizes (:class:`Scale`), its rows named by index (``P{i}``, ``C{i}``, ``R{i}-{k}``) so
+that a stream of any length picks them by number, on a clock of its own.
 """
 
 from __future__ import annotations
@@ -32,9 +41,12 @@ from billsync.model import (
     Row,
     Timesheet,
 )
+from ops.sourcedb.generate import BASE_RATES, JURISDICTIONS, LABOR_CATEGORIES
 
-CATEGORIES = ("ANALYST", "CONSULTANT", "SENIOR_CONSULTANT", "MANAGER", "DEVELOPER", "ARCHITECT")
-JURISDICTIONS = ("US-NY", "US-CA", "GB", "DE", "FR", "NL")
+# the demo's categories but its rarest, PARTNER: six rates a contract
+CATEGORIES = tuple(c for c in LABOR_CATEGORIES if c != "PARTNER")
+_ENTITY = {j.code: j.legal_entity for j in JURISDICTIONS}
+US, UK = _ENTITY["US-NY"], _ENTITY["GB"]  # the legal entities of the firm's projects and people
 START = datetime(2026, 1, 5, 8, tzinfo=UTC)
 
 # (kind, share of the changes after the reference rows); shares add up to 1
@@ -74,21 +86,15 @@ class Scale:
         return Scale(accounts=40 * k, contracts=150 * k, projects=500 * k, employees=1000 * k)
 
 
-def _currency(jurisdiction: str) -> str:
-    if jurisdiction.startswith("US"):
-        return "USD"
-    return "GBP" if jurisdiction == "GB" else "EUR"
-
-
 def reference_rows(scale: Scale) -> list[Row]:
     """Accounts, contracts, rates, projects and employees: every row billable when approved."""
     out: list[Row] = []
     for i in range(scale.accounts):
         j = JURISDICTIONS[i % len(JURISDICTIONS)]
-        out.append(Account(f"A{i}", f"Client {i}", j, _currency(j), f"CUST-{i:05d}", START))
+        out.append(Account(f"A{i}", f"Client {i}", j.code, j.currency, f"CUST-{i:05d}", START))
     for i in range(scale.contracts):
         acct = i % scale.accounts
-        cur = _currency(JURISDICTIONS[acct % len(JURISDICTIONS)])
+        cur = JURISDICTIONS[acct % len(JURISDICTIONS)].currency
         kind = ("time_and_materials", "time_and_materials", "time_and_materials", "retainer",
                 "milestone")[i % 5]  # fmt: skip
         cap = Decimal("400000.00") if i % 3 == 1 else None
@@ -97,17 +103,17 @@ def reference_rows(scale: Scale) -> list[Row]:
         out.append(Contract(f"C{i}", f"A{acct}", f"K-{i:05d}", kind, "active", cur,
                             date(2025, 1, 1), None, cap, period, retainer, START))  # fmt: skip
         for k, cat in enumerate(CATEGORIES):
-            rate = Decimal(90 + 25 * k) + Decimal(i % 7) / 4
+            rate = Decimal(BASE_RATES[cat]) + Decimal(i % 7) / 4
             out.append(ContractRate(f"R{i}-{k}", f"C{i}", cat, rate, date(2025, 1, 1), None))
     for i in range(scale.projects):
         # milestone contracts bill milestones only: give projects mostly billable-by-time ones
         c = i % scale.contracts
         out.append(Project(f"P{i}", f"PRJ-{i:05d}", f"Project {i}", f"A{c % scale.accounts}",
-                           f"C{c}", "active", "US-INC" if i % 2 else "UK-LTD", START))  # fmt: skip
+                           f"C{c}", "active", US if i % 2 else UK, START))  # fmt: skip
     for i in range(scale.employees):
         out.append(Employee(f"E{i}", f"Employee {i}", f"e{i}@firm.example",
                             CATEGORIES[i % len(CATEGORIES)], f"CC-{i % 12:02d}",
-                            "UK-LTD" if i % 3 else "US-INC", True, START))  # fmt: skip
+                            UK if i % 3 else US, True, START))  # fmt: skip
     return out
 
 

@@ -7,6 +7,13 @@ the same (scale, seed) always yields the same rows.
 
 The data is shaped to exercise every rule of SPEC section 2 at realistic rates: see the
 README's "demo data" table for the proportions.
+
+The firm's vocabulary here — labor categories and :data:`BASE_RATES`, the mapped
+:data:`JURISDICTIONS` with their currencies and legal entities — is also that of the
+benchmarks' synthetic firm (``ops/bench/world.py``), the other source of synthetic firms. Its
+rows are its own: the bench needs a firm in which every approved line bills, of exact sizes
+and rows named by index, streaming changes on a compressed clock, where this one is a
+realistic, partly faulty firm in a fixed window, loaded into the source databases.
 """
 
 from __future__ import annotations

@@ -13,9 +13,20 @@ from billsync.errors import RecordError
 from billsync.model import ROW_TYPES, Contract, Timesheet
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import DictSchemaSource, Schema
-from tests.unit.cdc import debezium_avro as dbz
+from ops.bench import debezium as dbz
+from tests.unit.cdc.samples import (
+    CONNECT_DATE,
+    CONNECT_TS,
+    MICRO_TS,
+    MILLI_TS,
+    NANO_TS,
+    TINYINT,
+    envelope,
+    sample_rows,
+    to_wire,
+)
 
-TABLES = sorted(dbz.ALL_TABLES)
+TABLES = sorted(dbz.COLUMNS)
 
 
 class CountingSource(DictSchemaSource):
@@ -33,7 +44,7 @@ class CountingSource(DictSchemaSource):
 def _setup(table: str, columns: list[dbz.Column] | None = None, schema_id: int = 7) -> Any:
     pg = dbz.is_pg(table)
     topic = dbz.topic_of(table)
-    schema = dbz.envelope_schema(topic, columns or dbz.ALL_TABLES[table], pg=pg)
+    schema = dbz.envelope_schema(topic, columns or dbz.COLUMNS[table], pg=pg)
     source = CountingSource()
     source.add(schema_id, schema)
     return ChangeDecoder(source), source, topic, schema, pg
@@ -47,14 +58,14 @@ def _decode(decoder: ChangeDecoder, topic: str, value: bytes | None, offset: int
 @pytest.mark.parametrize("op", ["c", "r", "u", "d"])
 def test_every_table_and_operation_becomes_a_typed_change(table: str, op: str) -> None:
     decoder, _, topic, schema, pg = _setup(table)
-    typed_before, wire_before = dbz.sample_rows(table, 1)
-    typed_after, wire_after = dbz.sample_rows(table, 2)
+    typed_before, wire_before = sample_rows(table, 1)
+    typed_after, wire_after = sample_rows(table, 2)
     # an update keeps the primary key
     pk = next(iter(typed_before))
     typed_after[pk], wire_after[pk] = typed_before[pk], wire_before[pk]
     before = wire_before if op in ("u", "d") else None
     after = wire_after if op != "d" else None
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope(op, before, after, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope(op, before, after, pg=pg)))
 
     row_type = ROW_TYPES[table]
     assert isinstance(change, Change)
@@ -97,8 +108,8 @@ def test_tombstone_is_explicit(table: str) -> None:
 
 def test_typed_values_have_the_contract_types() -> None:
     decoder, _, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 4)
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    _, wire = sample_rows("timesheets", 4)
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     row = change.after
     assert isinstance(row, Timesheet)
     assert isinstance(row.timesheet_id, int) and isinstance(row.billable, bool)
@@ -115,18 +126,18 @@ def test_typed_values_have_the_contract_types() -> None:
 )
 def test_decimals_keep_value_and_column_scale(amount: str) -> None:
     decoder, _, topic, schema, pg = _setup("milestones")
-    _, wire = dbz.sample_rows("milestones", 1)
+    _, wire = sample_rows("milestones", 1)
     wire["amount"] = Decimal(amount)
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert str(change.after.amount) == amount
     assert change.after.amount.as_tuple().exponent == -2
 
 
 def test_hours_scale_two_even_when_written_whole() -> None:
     decoder, _, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     wire["hours"] = Decimal("8")
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert str(change.after.hours) == "8.00"
 
 
@@ -139,30 +150,30 @@ def test_variable_scale_and_string_decimals_are_read() -> None:
         "connect.name": "io.debezium.data.VariableScaleDecimal",
     }
     columns = [
-        c if c.name != "cap_amount" else dbz.C("cap_amount", variable, nullable=True)
-        for c in dbz.MARIA_TABLES["contracts"]
+        c if c.name != "cap_amount" else dbz.Column("cap_amount", variable, nullable=True)
+        for c in dbz.COLUMNS["contracts"]
     ]
     columns = [
-        c if c.name != "retainer_hours_monthly" else dbz.C(c.name, "string", nullable=True)
+        c if c.name != "retainer_hours_monthly" else dbz.Column(c.name, "string", nullable=True)
         for c in columns
     ]
     decoder, _, topic, schema, pg = _setup("contracts", columns)
-    _, wire = dbz.sample_rows("contracts", 1)
+    _, wire = sample_rows("contracts", 1)
     wire["cap_amount"] = {"scale": 3, "value": (-12345).to_bytes(2, "big", signed=True)}
     wire["retainer_hours_monthly"] = "40.50"
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert change.after.cap_amount == Decimal("-12.345")
     assert str(change.after.retainer_hours_monthly) == "40.50"
 
 
 def test_double_decimals_are_refused() -> None:
     columns = [
-        c if c.name != "hours" else dbz.C("hours", "double") for c in dbz.PG_TABLES["timesheets"]
+        c if c.name != "hours" else dbz.Column("hours", "double") for c in dbz.COLUMNS["timesheets"]
     ]
     decoder, _, topic, schema, pg = _setup("timesheets", columns)
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     wire["hours"] = 7.5
-    value = dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg))
+    value = dbz.framed(7, schema, envelope("c", None, wire, pg=pg))
     with pytest.raises(RecordError, match=r"SchemaMismatch.*column hours.*double") as info:
         _decode(decoder, topic, value)
     assert info.value.context.extra["kind"] == "SchemaMismatch"
@@ -173,42 +184,40 @@ def test_decimal_without_precision_is_still_read() -> None:
     no_precision = dbz.decimal_type(14, 2)
     del no_precision["precision"]
     columns = [
-        c if c.name != "amount" else dbz.C("amount", no_precision)
-        for c in dbz.PG_TABLES["milestones"]
+        c if c.name != "amount" else dbz.Column("amount", no_precision)
+        for c in dbz.COLUMNS["milestones"]
     ]
     decoder, _, topic, _, pg = _setup("milestones", columns)
-    _, wire = dbz.sample_rows("milestones", 1)
+    _, wire = sample_rows("milestones", 1)
     wire["amount"] = Decimal("1234.56")
-    writer_schema = dbz.envelope_schema(topic, dbz.PG_TABLES["milestones"], pg=pg)
-    value = dbz.framed(7, writer_schema, dbz.envelope("c", None, wire, pg=pg))
+    writer_schema = dbz.envelope_schema(topic, dbz.COLUMNS["milestones"], pg=pg)
+    value = dbz.framed(7, writer_schema, envelope("c", None, wire, pg=pg))
     assert _decode(decoder, topic, value).after.amount == Decimal("1234.56")
 
 
 # --- times and booleans ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "avro", [dbz.MICRO_TS, dbz.MILLI_TS, dbz.NANO_TS, dbz.CONNECT_TS, dbz.ZONED]
-)
+@pytest.mark.parametrize("avro", [MICRO_TS, MILLI_TS, NANO_TS, CONNECT_TS, dbz.ZONED])
 def test_every_timestamp_encoding_becomes_an_aware_datetime(avro: dict[str, Any]) -> None:
     columns = [
-        c if c.name != "updated_at" else dbz.C("updated_at", avro)
-        for c in dbz.MARIA_TABLES["accounts"]
+        c if c.name != "updated_at" else dbz.Column("updated_at", avro)
+        for c in dbz.COLUMNS["accounts"]
     ]
     decoder, _, topic, schema, pg = _setup("accounts", columns)
-    _, wire = dbz.sample_rows("accounts", 1)
+    _, wire = sample_rows("accounts", 1)
     moment = datetime(2024, 2, 29, 23, 59, 58, 250000, tzinfo=UTC)
-    wire["updated_at"] = moment if avro is dbz.CONNECT_TS else dbz.to_wire(avro, moment)
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("u", wire, wire, pg=pg)))
+    wire["updated_at"] = moment if avro is CONNECT_TS else to_wire(avro, moment)
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("u", wire, wire, pg=pg)))
     assert change.after.updated_at == moment
     assert change.after.updated_at.tzinfo is not None
 
 
 def test_zoned_timestamp_with_offset_keeps_the_instant() -> None:
     decoder, _, topic, schema, pg = _setup("accounts")
-    _, wire = dbz.sample_rows("accounts", 1)
+    _, wire = sample_rows("accounts", 1)
     wire["updated_at"] = "2024-06-01T08:00:00.5+02:00"
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     got = change.after.updated_at
     assert got == datetime(2024, 6, 1, 6, 0, 0, 500000, tzinfo=UTC)
     assert got.utcoffset() == timezone(timedelta(hours=2)).utcoffset(None)
@@ -216,32 +225,31 @@ def test_zoned_timestamp_with_offset_keeps_the_instant() -> None:
 
 def test_connect_date_and_debezium_date() -> None:
     columns = [
-        c if c.name != "effective_to" else dbz.C("effective_to", dbz.CONNECT_DATE, nullable=True)
-        for c in dbz.MARIA_TABLES["contract_rates"]
+        c if c.name != "effective_to" else dbz.Column("effective_to", CONNECT_DATE, nullable=True)
+        for c in dbz.COLUMNS["contract_rates"]
     ]
     decoder, _, topic, schema, pg = _setup("contract_rates", columns)
-    _, wire = dbz.sample_rows("contract_rates", 1)
+    _, wire = sample_rows("contract_rates", 1)
     wire["effective_from"] = (date(1969, 12, 31) - date(1970, 1, 1)).days
     wire["effective_to"] = date(2099, 12, 31)
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert change.after.effective_from == date(1969, 12, 31)
     assert change.after.effective_to == date(2099, 12, 31)
 
 
 def test_mariadb_tinyint_one_is_a_boolean() -> None:
     columns = [
-        c if c.name != "active" else dbz.C("active", dbz.TINYINT)
-        for c in dbz.PG_TABLES["employees"]
+        c if c.name != "active" else dbz.Column("active", TINYINT) for c in dbz.COLUMNS["employees"]
     ]
     decoder, _, topic, schema, pg = _setup("employees", columns)
-    _, wire = dbz.sample_rows("employees", 1)
+    _, wire = sample_rows("employees", 1)
     for raw, expected in ((1, True), (0, False)):
         wire["active"] = raw
-        value = dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg))
+        value = dbz.framed(7, schema, envelope("c", None, wire, pg=pg))
         assert _decode(decoder, topic, value).after.active is expected
     wire["active"] = 2
     with pytest.raises(RecordError, match=r"UndecodableRecord.*not a boolean"):
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
 
 
 # --- NULL vs absent, unicode, extra columns -------------------------------------------------
@@ -249,10 +257,10 @@ def test_mariadb_tinyint_one_is_a_boolean() -> None:
 
 def test_null_stays_none_and_empty_string_stays_empty() -> None:
     decoder, _, topic, schema, pg = _setup("contracts")
-    _, wire = dbz.sample_rows("contracts", 1)
+    _, wire = sample_rows("contracts", 1)
     wire |= {"end_date": None, "cap_amount": None, "retainer_hours_monthly": None}
     wire["contract_number"] = ""
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     row = change.after
     assert isinstance(row, Contract)
     assert row.end_date is None and row.cap_amount is None and row.retainer_hours_monthly is None
@@ -260,11 +268,11 @@ def test_null_stays_none_and_empty_string_stays_empty() -> None:
 
 
 def test_contract_column_absent_from_an_older_schema_is_none() -> None:
-    columns = [c for c in dbz.PG_TABLES["timesheets"] if c.name != "notes"]
+    columns = [c for c in dbz.COLUMNS["timesheets"] if c.name != "notes"]
     decoder, _, topic, schema, pg = _setup("timesheets", columns)
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     del wire["notes"]
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert change.after.notes is None and change.after.hours is not None
 
 
@@ -281,31 +289,31 @@ def test_contract_column_absent_from_an_older_schema_is_none() -> None:
 )
 def test_unicode_and_sql_metacharacters_round_trip(text: str) -> None:
     decoder, _, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     wire["notes"] = text
-    change = _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert change.after.notes == text
 
 
 @pytest.mark.parametrize("table", ["timesheets", "contracts"])
 def test_extra_column_added_while_running_is_ignored(table: str) -> None:
-    columns = [*dbz.ALL_TABLES[table], dbz.C("region", "string", nullable=True)]
+    columns = [*dbz.COLUMNS[table], dbz.Column("region", "string", nullable=True)]
     decoder, _, topic, schema, pg = _setup(table, columns, schema_id=8)
-    typed, wire = dbz.sample_rows(table, 3)
+    typed, wire = sample_rows(table, 3)
     wire["region"] = "emea"
-    change = _decode(decoder, topic, dbz.framed(8, schema, dbz.envelope("c", None, wire, pg=pg)))
+    change = _decode(decoder, topic, dbz.framed(8, schema, envelope("c", None, wire, pg=pg)))
     assert change.after == ROW_TYPES[table](**typed)
 
 
 def test_old_and_new_schema_versions_decode_side_by_side() -> None:
     decoder, source, topic, schema, pg = _setup("accounts")
     new_schema = dbz.envelope_schema(
-        topic, [*dbz.MARIA_TABLES["accounts"], dbz.C("segment", nullable=True)], pg=pg
+        topic, [*dbz.COLUMNS["accounts"], dbz.Column("segment", nullable=True)], pg=pg
     )
     source.add(9, new_schema)
-    _, wire = dbz.sample_rows("accounts", 1)
-    old = dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg))
-    new = dbz.framed(9, new_schema, dbz.envelope("c", None, wire | {"segment": "smb"}, pg=pg))
+    _, wire = sample_rows("accounts", 1)
+    old = dbz.framed(7, schema, envelope("c", None, wire, pg=pg))
+    new = dbz.framed(9, new_schema, envelope("c", None, wire | {"segment": "smb"}, pg=pg))
     assert _decode(decoder, topic, old).after == _decode(decoder, topic, new).after
     for _ in range(3):
         _decode(decoder, topic, old)
@@ -319,19 +327,19 @@ def test_old_and_new_schema_versions_decode_side_by_side() -> None:
 def test_a_third_source_prefix_is_its_own_position_source() -> None:
     table = "timesheets"
     topic = "psa_eu.public.timesheets"
-    schema = dbz.envelope_schema(topic, dbz.PG_TABLES[table], pg=True)
+    schema = dbz.envelope_schema(topic, dbz.COLUMNS[table], pg=True)
     decoder = ChangeDecoder(DictSchemaSource({3: schema}))
-    _, wire = dbz.sample_rows(table, 1)
+    _, wire = sample_rows(table, 1)
     change = decoder.decode(
-        topic, 0, 0, None, dbz.framed(3, schema, dbz.envelope("r", None, wire, pg=True))
+        topic, 0, 0, None, dbz.framed(3, schema, envelope("r", None, wire, pg=True))
     )
     assert change.position.source == "psa_eu" and change.table == "timesheets"
 
 
 def test_snapshot_position_without_tx_and_gtid() -> None:
     decoder, _, topic, schema, pg = _setup("contracts")
-    _, wire = dbz.sample_rows("contracts", 1)
-    env = dbz.envelope("r", None, wire, pg=pg, gtid=None, row=0, snapshot="true")
+    _, wire = sample_rows("contracts", 1)
+    env = envelope("r", None, wire, pg=pg, gtid=None, row=0, snapshot="true")
     change = _decode(decoder, topic, dbz.framed(7, schema, env))
     assert change.op is Op.READ and change.position.gtid is None and change.position.row == 0
 
@@ -342,9 +350,9 @@ def test_snapshot_position_without_tx_and_gtid() -> None:
 )
 def test_topics_that_are_not_contract_tables(topic: str, kind: str) -> None:
     decoder, _, _, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     with pytest.raises(RecordError) as info:
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     assert info.value.context.extra["kind"] == kind
 
 
@@ -368,8 +376,8 @@ def test_bad_magic_or_short_header(value: bytes) -> None:
 
 def test_unknown_schema_id_then_registered_later() -> None:
     decoder, source, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
-    value = dbz.framed(42, schema, dbz.envelope("c", None, wire, pg=pg))
+    _, wire = sample_rows("timesheets", 1)
+    value = dbz.framed(42, schema, envelope("c", None, wire, pg=pg))
     with pytest.raises(RecordError, match=r"UnknownSchemaId.*42") as info:
         _decode(decoder, topic, value)
     _assert_record_error(info, "UnknownSchemaId", value)
@@ -380,8 +388,8 @@ def test_unknown_schema_id_then_registered_later() -> None:
 @pytest.mark.parametrize("cut", [1, 10, 30])
 def test_truncated_payload(cut: int) -> None:
     decoder, _, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
-    value = dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg))[:-cut]
+    _, wire = sample_rows("timesheets", 1)
+    value = dbz.framed(7, schema, envelope("c", None, wire, pg=pg))[:-cut]
     with pytest.raises(RecordError) as info:
         _decode(decoder, topic, value)
     assert info.value.context.extra["kind"] in ("UndecodableRecord", "SchemaMismatch")
@@ -390,18 +398,18 @@ def test_truncated_payload(cut: int) -> None:
 
 def test_trailing_bytes_mean_another_schema() -> None:
     decoder, _, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
-    value = dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)) + b"\x00\x01"
+    _, wire = sample_rows("timesheets", 1)
+    value = dbz.framed(7, schema, envelope("c", None, wire, pg=pg)) + b"\x00\x01"
     with pytest.raises(RecordError, match=r"SchemaMismatch.*bytes left"):
         _decode(decoder, topic, value)
 
 
 def test_record_of_another_table_schema_is_a_mismatch() -> None:
     decoder, source, topic, _, _ = _setup("timesheets")
-    other = dbz.envelope_schema("crm.crm.accounts", dbz.MARIA_TABLES["accounts"], pg=False)
+    other = dbz.envelope_schema("crm.crm.accounts", dbz.COLUMNS["accounts"], pg=False)
     source.add(11, other)
-    _, wire = dbz.sample_rows("accounts", 1)
-    value = dbz.framed(11, other, dbz.envelope("c", None, wire, pg=False))
+    _, wire = sample_rows("accounts", 1)
+    value = dbz.framed(11, other, envelope("c", None, wire, pg=False))
     with pytest.raises(RecordError, match=r"SchemaMismatch.*no primary key column timesheet_id"):
         _decode(decoder, topic, value)
 
@@ -415,34 +423,34 @@ def test_schema_that_is_no_envelope() -> None:
 
 def test_null_primary_key_and_delete_without_before() -> None:
     columns = [
-        c if c.name != "employee_id" else dbz.C("employee_id", nullable=True)
-        for c in dbz.PG_TABLES["employees"]
+        c if c.name != "employee_id" else dbz.Column("employee_id", nullable=True)
+        for c in dbz.COLUMNS["employees"]
     ]
     decoder, _, topic, schema, pg = _setup("employees", columns)
-    _, wire = dbz.sample_rows("employees", 1)
+    _, wire = sample_rows("employees", 1)
     wire["employee_id"] = None
     with pytest.raises(RecordError, match="MissingPrimaryKey"):
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))
     with pytest.raises(RecordError, match=r"MissingPrimaryKey.*delete without a before"):
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("d", None, None, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("d", None, None, pg=pg)))
     with pytest.raises(RecordError, match="MissingAfter"):
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("u", None, None, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("u", None, None, pg=pg)))
 
 
 def test_unknown_operation_is_refused() -> None:
     decoder, _, topic, schema, pg = _setup("timesheets")
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     with pytest.raises(RecordError, match="UnknownOperation"):
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("t", None, wire, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("t", None, wire, pg=pg)))
 
 
 def test_wrong_type_in_a_contract_column_is_a_mismatch() -> None:
     columns = [
-        c if c.name != "work_date" else dbz.C("work_date", "boolean")
-        for c in dbz.PG_TABLES["timesheets"]
+        c if c.name != "work_date" else dbz.Column("work_date", "boolean")
+        for c in dbz.COLUMNS["timesheets"]
     ]
     decoder, _, topic, schema, pg = _setup("timesheets", columns)
-    _, wire = dbz.sample_rows("timesheets", 1)
+    _, wire = sample_rows("timesheets", 1)
     wire["work_date"] = True
     with pytest.raises(RecordError, match="column work_date: a boolean value cannot become date"):
-        _decode(decoder, topic, dbz.framed(7, schema, dbz.envelope("c", None, wire, pg=pg)))
+        _decode(decoder, topic, dbz.framed(7, schema, envelope("c", None, wire, pg=pg)))

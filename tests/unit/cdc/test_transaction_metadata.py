@@ -17,7 +17,8 @@ from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import DictSchemaSource
 from dataflows.cdc.transaction import marker_order, transaction_id, transaction_prefix
-from tests.unit.cdc import debezium_avro as dbz
+from ops.bench import debezium as dbz
+from tests.unit.cdc.samples import envelope, sample_rows, tx_marker
 
 TX_SCHEMA_ID = 40
 KEY = b"\x00\x00\x00\x00\x29tx-key"
@@ -28,16 +29,16 @@ def _decoder(*tables: str) -> ChangeDecoder:
     for i, table in enumerate(tables, start=1):
         topic = dbz.topic_of(table)
         pg = dbz.is_pg(table)
-        schemas.add(i, dbz.envelope_schema(topic, dbz.ALL_TABLES[table], pg=pg, transaction=True))
+        schemas.add(i, dbz.envelope_schema(topic, dbz.COLUMNS[table], pg=pg, transaction=True))
     return ChangeDecoder(schemas)
 
 
-def _change(table: str, schema_id: int = 1, **envelope: Any) -> Change:
+def _change(table: str, schema_id: int = 1, **fields: Any) -> Change:
     pg = dbz.is_pg(table)
     topic = dbz.topic_of(table)
-    schema = dbz.envelope_schema(topic, dbz.ALL_TABLES[table], pg=pg, transaction=True)
-    _, wire = dbz.sample_rows(table, 1)
-    value = dbz.framed(schema_id, schema, dbz.envelope("c", None, wire, pg=pg, **envelope))
+    schema = dbz.envelope_schema(topic, dbz.COLUMNS[table], pg=pg, transaction=True)
+    _, wire = sample_rows(table, 1)
+    value = dbz.framed(schema_id, schema, envelope("c", None, wire, pg=pg, **fields))
     decoder = _decoder(table)
     change = decoder.decode(topic, 0, 9, None, value)
     assert isinstance(change, Change)
@@ -75,9 +76,9 @@ def test_the_transaction_block_becomes_a_tx_ref(
 
 def test_an_envelope_without_the_transaction_field_has_no_tx_ref() -> None:
     topic = dbz.topic_of("timesheets")
-    schema = dbz.envelope_schema(topic, dbz.PG_TABLES["timesheets"], pg=True)
-    _, wire = dbz.sample_rows("timesheets", 1)
-    value = dbz.framed(1, schema, dbz.envelope("c", None, wire, pg=True))
+    schema = dbz.envelope_schema(topic, dbz.COLUMNS["timesheets"], pg=True)
+    _, wire = sample_rows("timesheets", 1)
+    value = dbz.framed(1, schema, envelope("c", None, wire, pg=True))
     change = ChangeDecoder(DictSchemaSource({1: schema})).decode(topic, 0, 1, None, value)
     assert isinstance(change, Change) and change.tx is None
 
@@ -136,12 +137,12 @@ def test_a_malformed_sequence_is_an_undecodable_record(sequence: str) -> None:
     [
         (
             "psa.transaction",
-            dbz.tx_marker("BEGIN", "9533:4618423008"),
+            tx_marker("BEGIN", "9533:4618423008"),
             TxMarker("psa", "BEGIN", "9533", None, (), "psa.transaction", 0, 3, ("", 4618423008)),
         ),
         (
             "psa.transaction",
-            dbz.tx_marker("END", "9533:4618428640", {"public.projects": 2, "public.milestones": 1}),
+            tx_marker("END", "9533:4618428640", {"public.projects": 2, "public.milestones": 1}),
             TxMarker(
                 "psa", "END", "9533", 3,
                 (("public.projects", 2), ("public.milestones", 1)), "psa.transaction", 0, 3,
@@ -150,12 +151,12 @@ def test_a_malformed_sequence_is_an_undecodable_record(sequence: str) -> None:
         ),
         (
             "crm.transaction",
-            dbz.tx_marker("BEGIN", "0-1-1134"),
+            tx_marker("BEGIN", "0-1-1134"),
             TxMarker("crm", "BEGIN", "0-1-1134", None, (), "crm.transaction", 0, 3, ("0", 1134)),
         ),
         (
             "crm.transaction",
-            dbz.tx_marker("END", "0-1-1134", {"crm.contract_amendments": 1,
+            tx_marker("END", "0-1-1134", {"crm.contract_amendments": 1,
                                               "crm.contract_rates": 1}),
             TxMarker(
                 "crm", "END", "0-1-1134", 2,
@@ -165,12 +166,12 @@ def test_a_malformed_sequence_is_an_undecodable_record(sequence: str) -> None:
         ),
         (  # a heartbeat transaction: nothing captured
             "erp.transaction",
-            dbz.tx_marker("END", "9536:4618429272", {}),
+            tx_marker("END", "9536:4618429272", {}),
             TxMarker("erp", "END", "9536", 0, (), "erp.transaction", 0, 3, ("", 4618429272)),
         ),
         (  # a third source
             "psa_eu.transaction",
-            dbz.tx_marker("BEGIN", "5:6"),
+            tx_marker("BEGIN", "5:6"),
             TxMarker("psa_eu", "BEGIN", "5", None, (), "psa_eu.transaction", 0, 3, ("", 6)),
         ),
     ],
@@ -183,8 +184,8 @@ def test_transaction_topic_records_become_markers(
 
 def test_markers_and_changes_of_one_transaction_share_the_id() -> None:
     """On PostgreSQL BEGIN, each change and END carry different raw ids (xid:lsn)."""
-    begin = _marker(dbz.tx_marker("BEGIN", "9533:4618423008"))
-    end = _marker(dbz.tx_marker("END", "9533:4618428640", {"public.timesheets": 1}))
+    begin = _marker(tx_marker("BEGIN", "9533:4618423008"))
+    end = _marker(tx_marker("END", "9533:4618428640", {"public.timesheets": 1}))
     change = _change("timesheets", transaction=dbz.tx_block("9533:4618425776", 1))
     assert change.tx is not None
     assert begin.id == end.id == change.tx.id == "9533"
@@ -211,7 +212,7 @@ def test_marker_plans_are_cached_per_schema_id() -> None:
     schemas = _Counting({TX_SCHEMA_ID: dbz.TX_VALUE})
     decoder = ChangeDecoder(schemas)
     for offset in range(3):
-        value = dbz.framed(TX_SCHEMA_ID, dbz.TX_VALUE, dbz.tx_marker("BEGIN", f"{offset}:1"))
+        value = dbz.framed(TX_SCHEMA_ID, dbz.TX_VALUE, tx_marker("BEGIN", f"{offset}:1"))
         assert isinstance(decoder.decode("crm.transaction", 0, offset, KEY, value), TxMarker)
     assert schemas.fetched == [TX_SCHEMA_ID]
 
@@ -249,7 +250,7 @@ def test_transaction_topic_names(topic: str, prefix: str | None) -> None:
 
 # --- poison on a transaction topic: dead letters with their context -------------------------
 
-END_OK = dbz.tx_marker("END", "9:10", {"public.timesheets": 1})
+END_OK = tx_marker("END", "9:10", {"public.timesheets": 1})
 
 
 @pytest.mark.parametrize(
@@ -295,9 +296,9 @@ def test_poison_transaction_records_are_dead_letters(value: bytes, kind: str, me
 def test_a_table_envelope_on_a_transaction_topic_is_a_schema_mismatch() -> None:
     """The writer schema decides: an envelope id on a transaction topic is refused."""
     topic = dbz.topic_of("timesheets")
-    schema = dbz.envelope_schema(topic, dbz.PG_TABLES["timesheets"], pg=True, transaction=True)
-    _, wire = dbz.sample_rows("timesheets", 1)
-    value = dbz.framed(1, schema, dbz.envelope("c", None, wire, pg=True))
+    schema = dbz.envelope_schema(topic, dbz.COLUMNS["timesheets"], pg=True, transaction=True)
+    _, wire = sample_rows("timesheets", 1)
+    value = dbz.framed(1, schema, envelope("c", None, wire, pg=True))
     with pytest.raises(RecordError, match="not a Debezium transaction marker: no status") as info:
         _decoder("timesheets").decode("psa.transaction", 0, 2, KEY, value)
     assert info.value.context.extra["kind"] == "SchemaMismatch"

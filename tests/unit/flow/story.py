@@ -2,58 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from billsync.model import Row
 from dataflows.cdc.schemas import DictSchemaSource
-from tests.unit.cdc import debezium_avro as dbz
+from dataflows.cdc.wire import schema_id_of
+from ops.bench.debezium import Encoder
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
 
 
 @dataclass
 class Recorder:
-    """Encodes row changes as framed Debezium Avro values, with increasing positions."""
+    """Row changes as Kafka messages of framed Debezium Avro values (the bench's
+    :class:`~ops.bench.debezium.Encoder`: positions growing per source), with offsets per
+    topic."""
 
-    schemas: DictSchemaSource = field(default_factory=DictSchemaSource)
-    ids: dict[str, int] = field(default_factory=dict)
+    encoder: Encoder = field(default_factory=Encoder)
+    ids: dict[str, int] = field(default_factory=dict)  # topic -> schema id, of topics written
     offsets: dict[str, int] = field(default_factory=dict)
-    position: int = 1000
     messages: list[Msg] = field(default_factory=list)
 
-    def _schema(self, table: str) -> tuple[int, dict[str, Any]]:
-        topic = dbz.topic_of(table)
-        schema = dbz.envelope_schema(topic, dbz.ALL_TABLES[table], pg=dbz.is_pg(table))
-        if table not in self.ids:
-            self.ids[table] = len(self.ids) + 1
-            self.schemas.add(self.ids[table], schema)
-        return self.ids[table], schema
-
-    def _wire(self, table: str, row: Row | None) -> dict[str, Any] | None:
-        if row is None:
-            return None
-        values = {f.name: getattr(row, f.name) for f in fields(row)}
-        return {c.name: dbz.to_wire(c.avro, values.get(c.name)) for c in dbz.ALL_TABLES[table]}
+    @property
+    def schemas(self) -> DictSchemaSource:
+        return self.encoder.schemas
 
     def change(self, op: str, before: Row | None, after: Row | None) -> Msg:
-        row = after if after is not None else before
-        assert row is not None
-        table = row.TABLE
-        schema_id, schema = self._schema(table)
-        pg = dbz.is_pg(table)
-        self.position += 10
-        source = (
-            {"lsn": self.position, "txId": self.position, "table": table}
-            if pg
-            else {"pos": self.position, "row": 0, "table": table}
-        )
-        record = dbz.envelope(op, self._wire(table, before), self._wire(table, after), pg=pg,
-                              **source)  # fmt: skip
-        return self.raw(dbz.topic_of(table), row.key.encode(),
-                        dbz.framed(schema_id, schema, record))  # fmt: skip
+        record = self.encoder.change(op, before, after)
+        self.ids[record.topic] = schema_id_of(record.value)
+        return self.raw(record.topic, record.key, record.value)
 
     def raw(self, topic: str, key: bytes | None, value: bytes | None) -> Msg:
         offset = self.offsets.get(topic, 0)
