@@ -31,8 +31,14 @@ test-unit: setup ## unit tests only (no services)
 test: setup ## every test tier; the integration fixture installs and starts the local stack
 	$(BIN)/pytest
 
-soak: setup ## RUNS (default 30) short loaded flow runs; every stall or connector heal fails one
-	$(BIN)/pytest tests/soak --soak-runs $(or $(RUNS),30) -s
+# the soak tier's halves: SOAK=stall (loaded flow runs), SOAK=registry (new connectors'
+# schema POSTs); unset, both
+SOAK_stall := tests/soak/test_stall_rate.py
+SOAK_registry := tests/soak/test_registry_hang_rate.py
+
+soak: setup ## RUNS (default 30) runs of each half, SOAK=stall or SOAK=registry for one; a stall, heal or late connector fails a run
+	@test -z "$(SOAK)" -o -n "$(SOAK_$(SOAK))" || { echo "SOAK=$(SOAK): use stall or registry"; exit 2; }
+	$(BIN)/pytest $(or $(SOAK_$(SOAK)),tests/soak) --soak-runs $(or $(RUNS),30) -s
 
 demo: setup ## the whole pipeline on the local stack and a live billing story
 	$(BIN)/billsync demo

@@ -19,9 +19,12 @@ from ops.stack.component import Component, Launch
 
 # Quarkus access-log fields (replacing Apicurio's own pattern, which has no bytes and no
 # time): client, time, request line, status, bytes sent, milliseconds (needs
-# record-request-start-time), the request's Upgrade / Connection headers and the client
+# record-request-start-time), the request's Upgrade / Connection headers, the client, and the
+# artifact a v2 ``POST .../artifacts`` creates (its id is a header, not in the path): which
+# schema each of a connector's POSTs was (tests/soak/test_registry_hang_rate.py)
 ACCESS_LOG_PATTERN = (
-    '%h %t "%r" %s %b %Dms upgrade=%{i,Upgrade} connection=%{i,Connection} agent="%{i,User-Agent}"'
+    '%h %t "%r" %s %b %Dms upgrade=%{i,Upgrade} connection=%{i,Connection} '
+    'agent="%{i,User-Agent}" artifact=%{i,X-Registry-ArtifactId}'
 )
 
 
