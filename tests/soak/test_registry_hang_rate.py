@@ -46,9 +46,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
+from billsync.settings import Settings
 from connectors.connect_client import ConnectClient
 from connectors.registration import register
-from ops.settings import Settings
 from ops.stack import launcher
 from tests.chaos.load import Load
 from tests.e2e.harness import stack_report
