@@ -18,6 +18,7 @@ from dataflows.billing.lookup import RowLookup
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.money import ZERO
 from dataflows.billing.rules import (
+    AMENDMENT_STATUSES,
     Candidate,
     Context,
     classify_milestone,
@@ -57,14 +58,15 @@ class _Lookup(RowLookup):
     def __init__(self, world: World) -> None:
         super().__init__({name: world.table(name) for name in ROW_TYPES})
         self._pending: set[str] = set()
-        self._amendments: dict[str, list[ContractAmendment]] = defaultdict(list)
+        self._odd: dict[str, list[ContractAmendment]] = defaultdict(list)
         self._rates: dict[str, list[ContractRate]] = defaultdict(list)
         for row in world.table("contract_amendments").values():
             assert isinstance(row, ContractAmendment)
             if row.contract_id is not None:
-                self._amendments[row.contract_id].append(row)
                 if row.status == "pending":
                     self._pending.add(row.contract_id)
+                if row.status not in AMENDMENT_STATUSES:
+                    self._odd[row.contract_id].append(row)
         for row in world.table("contract_rates").values():
             assert isinstance(row, ContractRate)
             if row.contract_id is not None:
@@ -73,8 +75,8 @@ class _Lookup(RowLookup):
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self._pending
 
-    def amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
-        return self._amendments.get(contract_id, ())
+    def odd_amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+        return self._odd.get(contract_id, ())
 
     def rates(self, contract_id: str) -> Iterable[ContractRate]:
         return self._rates.get(contract_id, ())

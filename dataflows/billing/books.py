@@ -10,7 +10,11 @@ member is what it was. A member whose retainer coverage changed gets a new billa
 which is a change in its cap group. A contract with neither cap nor retainer keeps no group:
 its candidates are billed in full, independently. A cap raised or lowered re-runs the
 contract's cap groups; any other change of the allocation columns rebuilds the contract's
-book, as does a change of what its final items consumed (a close, a final item released).
+book. A change of what its final items consumed (a close, a final item released) moves the
+limit of a few groups — what final items left of a month's allowance or a period's cap —:
+the items made final leave their groups, and each group whose limit moved is re-run from its
+first member, like a cap moved (before 2026-12-01 the whole book was rebuilt, ~0.4 ms per
+correction of a final line in `bench core`).
 """
 
 from __future__ import annotations
@@ -72,19 +76,16 @@ class Books:
             del members[cand.contract_id]
 
     def update(self, touched: dict[str, Touch], rebuild: set[str] | None, out: Changes) -> None:
-        """Re-allocate each contract of ``touched`` for its changed candidates; rebuild the
-        books of ``rebuild`` (contracts whose final consumption changed) from scratch."""
+        """Re-allocate each contract of ``touched`` for its changed candidates; for those of
+        ``rebuild`` (contracts whose final consumption changed: a close, a final item
+        released) also re-run every group whose limit — what the final items left — moved."""
+        moved = rebuild or set()
         for contract_id, touch in touched.items():
-            if rebuild and contract_id in rebuild:
-                contract = self._ctx.contract(contract_id)
-                if contract is None:
-                    self._st.books.pop(contract_id, None)
-                else:
-                    self._rebuild(contract_id, Book(config_of(contract)), touch, out)
-            else:
-                self._allocate(contract_id, touch, out)
+            self._allocate(contract_id, touch, out, relimit=contract_id in moved)
 
-    def _allocate(self, contract_id: str, touch: Touch, out: Changes) -> None:
+    def _allocate(
+        self, contract_id: str, touch: Touch, out: Changes, *, relimit: bool = False
+    ) -> None:
         """Retainer and cap for the changed candidates of one contract, incrementally.
 
         Each retainer month and cap period is a :class:`~dataflows.billing.allocation.Prefix`:
@@ -118,16 +119,17 @@ class Books:
         covered: dict[LineKey, Decimal] = {}
         if retainer:
             allowance = book.config[1]
-            _run(
-                book.retainer,
-                lambda g: self._left(contract_id, g, allowance, hours=True),
-                _retainer_moves(touch),
-                covered,
-            )
+            retainer_left = lambda g: self._left(contract_id, g, allowance, hours=True)  # noqa: E731  # a named one-liner, used twice
+            _run(book.retainer, retainer_left, _retainer_moves(touch), covered)
+            if relimit:
+                _relimit(book.retainer, retainer_left, covered)
         billable: dict[LineKey, Decimal] = {}
         if cap is not None:
+            cap_left = lambda g: self._left(contract_id, g, cap, hours=False)  # noqa: E731  # as above
             moves = self._cap_moves(book, touch, covered, billable)
-            _run(book.caps, lambda g: self._left(contract_id, g, cap, hours=False), moves, billed)
+            _run(book.caps, cap_left, moves, billed)
+            if relimit:
+                _relimit(book.caps, cap_left, billed)
         fresh = [item for item, (_old, new) in touch.items() if new is not None]
         emit = set(fresh)
         emit.update(covered)
@@ -263,6 +265,17 @@ def _retainer_moves(touch: Touch) -> Moves:
             assert new.hours is not None
             moves.setdefault(new.month, ([], []))[1].append((new.order, item, new.hours))
     return moves
+
+
+def _relimit(
+    groups: dict[str, Prefix], limit_of: Callable[[str], Decimal], out: dict[LineKey, Decimal]
+) -> None:
+    """Re-run, from its first member, every group whose limit moved (what final items left
+    of it changed); the new take of every member whose take changed."""
+    for key, group in groups.items():
+        limit = limit_of(key)
+        if limit != group.limit:
+            out.update(group.relimit(limit))
 
 
 def _run(

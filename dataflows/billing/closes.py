@@ -3,10 +3,11 @@
 The pure parts live in ``periods.py`` (finality, digests) and ``finals.py`` (what is kept of
 final items). At a close of P every open item of P or before in a final state becomes final:
 it leaves the open state (row, candidate, target, schedule line) and only its
-:class:`~dataflows.billing.finals.FinalStub` stays; the allocation of its contracts is rebuilt
-against what the final items consumed. A reopen puts the period's items in limbo: they wait
-for their rows (a re-snapshot). A change of a final item's own row that alters a billing
-column releases it: it is evaluated as an open item again and always emitted.
+:class:`~dataflows.billing.finals.FinalStub` stays; it leaves its allocation groups, and every
+group of its contracts whose limit moved (what the final items left) is re-run. A reopen puts
+the period's items in limbo: they wait for their rows (a re-snapshot). A change of a final
+item's own row that alters a billing column releases it: it is evaluated as an open item
+again and always emitted; the groups whose limit it freed are re-run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from billsync.change import Change
 from billsync.model import Row
-from dataflows.billing.books import Books
+from dataflows.billing.books import Books, Touch
 from dataflows.billing.finals import FinalStub
 from dataflows.billing.index import MS, TS, Rows
 from dataflows.billing.money import ZERO
@@ -41,6 +42,10 @@ class Closes:
         self._rows = rows
         self._books = books
         self._recomputer = recomputer
+        # the latest closed period, kept here because it is read for every unit applied
+        # (``BillingEngine.closed_through``) and ``max`` over the closed set grows with history;
+        # only this class changes ``st.closed``
+        self.latest = closed_through(st.closed)
 
     def period(self, period: str, new: Row | None) -> Delta:
         """A change of an ``accounting_periods`` row: a close, a reopen, or nothing."""
@@ -53,8 +58,9 @@ class Closes:
             return self._close(period)
         if not is_closed(new) and period in st.closed:
             st.closed.discard(period)
+            self.latest = closed_through(st.closed)
             st.finals.limbo.add(period)  # its items wait for their rows (a re-snapshot)
-            return Delta(period=PeriodEvent(REOPEN, period, closed_through(st.closed)))
+            return Delta(period=PeriodEvent(REOPEN, period, self.latest))
         return Delta(notes=(f"accounting period {period}: no change of status",))
 
     def _close(self, period: str) -> Delta:
@@ -64,9 +70,11 @@ class Closes:
         again (their stubs never changed)."""
         st = self._st
         st.closed.add(period)
+        self.latest = closed_through(st.closed)
         st.finals.limbo = {p for p in st.finals.limbo if p > period}
         stubs: list[FinalStub] = []
         rebuild: set[str] = set()
+        leaving: dict[str, Touch] = {}  # contract -> its candidates that became final
         for key, target in list(st.lines.items()):
             if not becomes_final(target, period):
                 continue
@@ -90,16 +98,17 @@ class Closes:
             if cand is not None:
                 self._books.leave(cand, key)
                 rebuild.add(cand.contract_id)
+                leaving.setdefault(cand.contract_id, {})[key] = (cand, None)
             self._rows.reindex(table, key[1], row, None)
             if key[0] == MS:
                 st.schedule.pop(key[1], None)
         if stubs:
             st.finals.add(period, stubs)
-        delta = self._recomputer.recompute(set(), set(), rebuild)
+        delta = self._recomputer.recompute(set(), set(), rebuild, leaving)
         return Delta(
             lines=delta.lines,
             schedule=delta.schedule,
-            period=PeriodEvent(CLOSE, period, closed_through(st.closed)),
+            period=PeriodEvent(CLOSE, period, self.latest),
         )
 
     def apply_to_final(

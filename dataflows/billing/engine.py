@@ -34,7 +34,7 @@ from billsync.change import Change
 from billsync.model import ROW_TYPES, Row
 from dataflows.billing.allocation import Book
 from dataflows.billing.books import Books
-from dataflows.billing.closes import Closes, closed_through
+from dataflows.billing.closes import Closes
 from dataflows.billing.finals import Finals
 from dataflows.billing.index import MS, TS, Index, Rows
 from dataflows.billing.mappings import Mappings
@@ -86,7 +86,6 @@ class BillingEngine:
         self._rows = Rows(st)  # the rules' Context
         self._books = Books(st, self._rows)
         self._recomputer = Recomputer(st, self._rows, self._books)
-        self._closes = Closes(st, self._rows, self._books, self._recomputer)
         if "books" not in vars(st):
             # a snapshot of an engine without allocation books (and with candidates whose
             # target is not the line billed in full): re-derive both from the rows; the
@@ -98,6 +97,7 @@ class BillingEngine:
             st.finals = Finals()
         if "positions" not in vars(st):  # from before stale changes were refused
             st.positions = {}
+        self._closes = Closes(st, self._rows, self._books, self._recomputer)  # reads st.closed
 
     # --- persistence --------------------------------------------------------------------
     def snapshot(self) -> EngineState:
@@ -138,7 +138,7 @@ class BillingEngine:
     @property
     def closed_through(self) -> str | None:
         """The latest closed accounting period at this point of the stream."""
-        return closed_through(self.state.closed)
+        return self._closes.latest
 
     def row(self, table: str, key: str) -> Row | None:
         return self.state.rows.get(table, {}).get(key)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from billsync.model import ContractAmendment, ContractRate, Row
 from dataflows.billing.lookup import RowLookup
+from dataflows.billing.rules import AMENDMENT_STATUSES
 from dataflows.billing.target import SourceType
 
 if TYPE_CHECKING:  # EngineState stays in engine.py (pickles name it there), which imports us
@@ -54,13 +55,22 @@ class Rows(RowLookup):
     def __init__(self, st: EngineState) -> None:
         super().__init__(st.rows)
         self._st = st
+        # per contract, its amendments with a status the SPEC does not list (rule 8 reports
+        # them): derived, not pickled, so that a classification does not scan every amendment
+        # a contract ever had
+        self._odd: Index = {}
+        for key, row in st.rows["contract_amendments"].items():
+            if isinstance(row, ContractAmendment) and row.status not in AMENDMENT_STATUSES:
+                link(self._odd, row.contract_id, key)
 
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self._st.pending_by_contract
 
-    def amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+    def odd_amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+        ids = self._odd.get(contract_id)
+        if not ids:
+            return ()
         table = self._st.rows["contract_amendments"]
-        ids = self._st.amendments_by_contract.get(contract_id, ())
         return [table[i] for i in ids]  # type: ignore[misc]  # the amendments table holds ContractAmendment rows only
 
     def rates(self, contract_id: str) -> Iterable[ContractRate]:
@@ -85,3 +95,7 @@ class Rows(RowLookup):
                 unlink(pending, old.contract_id, key)
             if isinstance(new, ContractAmendment) and new.status == "pending":
                 link(pending, new.contract_id, key)
+            if isinstance(old, ContractAmendment) and old.status not in AMENDMENT_STATUSES:
+                unlink(self._odd, old.contract_id, key)
+            if isinstance(new, ContractAmendment) and new.status not in AMENDMENT_STATUSES:
+                link(self._odd, new.contract_id, key)

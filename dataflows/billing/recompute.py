@@ -61,16 +61,23 @@ class Recomputer:
         return self.recompute(items, contracts)
 
     def recompute(
-        self, items: set[LineKey], contracts: set[str], rebuild: set[str] | None = None
+        self,
+        items: set[LineKey],
+        contracts: set[str],
+        rebuild: set[str] | None = None,
+        left: dict[str, Touch] | None = None,
     ) -> Delta:
-        """Re-classify ``items``, re-allocate ``contracts`` incrementally and ``rebuild``
-        (contracts whose final consumption changed) from scratch."""
+        """Re-classify ``items`` and re-allocate ``contracts`` incrementally; for ``rebuild``
+        (contracts whose final consumption changed) also re-run the groups whose limit
+        moved. ``left``: per contract, candidates that already left it (made final)."""
         st = self._st
         books = self._books
         out = Changes(st.lines)
         touched: dict[str, Touch] = {c: {} for c in contracts}  # contract -> its changes
         for c in rebuild or ():
             touched.setdefault(c, {})
+        for c, gone in (left or {}).items():
+            touched.setdefault(c, {}).update(gone)
         for item in items:  # any order: each item is classified alone
             outcome = self._classify(item)
             before = st.candidates.get(item)

@@ -146,7 +146,10 @@ class Context(Protocol):
     def contract(self, contract_id: str | None) -> Contract | None: ...
     def account(self, account_id: str | None) -> Account | None: ...
     def amendment_pending(self, contract_id: str) -> bool: ...
-    def amendments(self, contract_id: str) -> Iterable[ContractAmendment]: ...
+    def odd_amendments(self, contract_id: str) -> Iterable[ContractAmendment]:
+        """The contract's amendments whose status is not one of AMENDMENT_STATUSES."""
+        ...
+
     def rates(self, contract_id: str) -> Iterable[ContractRate]: ...
 
 
@@ -200,10 +203,7 @@ def _amendments(contract_id: str, ctx: Context) -> Decision | None:
     """Rule 8: a pending amendment holds; one with a status the SPEC does not list is unexpected."""
     if ctx.amendment_pending(contract_id):
         return State.HELD, Reason.AMENDMENT_PENDING
-    odd = sorted(
-        (a for a in ctx.amendments(contract_id) if a.status not in AMENDMENT_STATUSES),
-        key=lambda a: a.amendment_id,
-    )
+    odd = sorted(ctx.odd_amendments(contract_id), key=lambda a: a.amendment_id)
     return Unexpected(8, "contract_amendments.status", odd[0].status) if odd else None
 
 
