@@ -28,6 +28,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -48,6 +49,7 @@ from ops.bench.world import MONTH_EVENTS, change_stream
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
 BILLING = "decode+billing+memory sink"
 GOAL_RATIO = 1.25  # per-event cost at 200k events within 1.25x of that at 20k (issue 9)
+WINDOW = 20_000  # events per window of the per-window costs
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Pass:
     seconds: float
     outputs: int  # changes decoded, or emissions delivered to the sink
     digest: str | None = None  # of the lines' final targets (billing and flow passes)
+    windows: tuple[float, ...] = ()  # µs/event of each window of WINDOW events, in order
 
     @property
     def events_per_s(self) -> float:
@@ -82,26 +85,57 @@ def encode_stream(
     return encoder, [encoder.change(op, b, a) for op, b, a in stream]
 
 
-def _decode_only(encoder: Encoder, records: list[Framed]) -> Pass:
+class _Windows:
+    """The clock at every ``size`` events of a pass: µs/event per window of the stream, to
+    tell a cost that grows with history (later windows dearer) from a change of the events'
+    mix (the first window holds the initial snapshot of the reference tables)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.marks = [time.perf_counter()]
+
+    def tick(self, i: int) -> None:
+        if i % self.size == 0 and i:
+            self.marks.append(time.perf_counter())
+
+    def per_event(self, n: int) -> tuple[float, ...]:
+        """µs/event of each window of a pass over ``n`` events (the last may be shorter)."""
+        marks = [*self.marks, time.perf_counter()]
+        return tuple(
+            round((b - a) * 1e6 / min(self.size, n - k * self.size), 2)
+            for k, (a, b) in enumerate(pairwise(marks))
+        )
+
+
+def _decode_only(encoder: Encoder, records: list[Framed], window: int = WINDOW) -> Pass:
     dec = ChangeDecoder(encoder.schemas)
     decode = dec.decode
+    clock = _Windows(window)
+    tick = clock.tick
     began = time.perf_counter()
     out = 0
     for i, r in enumerate(records):
+        tick(i)
         decode(r.topic, 0, i, r.key, r.value)
         out += 1
-    return Pass("decode (ceiling)", len(records), time.perf_counter() - began, out)
+    seconds = time.perf_counter() - began
+    return Pass("decode (ceiling)", len(records), seconds, out, None, clock.per_event(len(records)))
 
 
-def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, BillingEngine]:
+def _decode_and_bill(
+    encoder: Encoder, records: list[Framed], window: int = WINDOW
+) -> tuple[Pass, BillingEngine]:
     """The flow's steps without Bytewax: decode, the ordering stage, the billing logic."""
     dec = ChangeDecoder(encoder.schemas)
     new_orderer = orderer_factory(sorted({r.topic for r in records}))
     logic = BillingLogic(load_mappings(), None, new_orderer=new_orderer)
     sink = CountingSink()
     decode = dec.decode
+    clock = _Windows(window)
+    tick = clock.tick
     began = time.perf_counter()
     for i, r in enumerate(records):
+        tick(i)
         item = decode(r.topic, 0, i, r.key, r.value)
         if not isinstance(item, (Change, TxMarker)):
             continue
@@ -110,7 +144,9 @@ def _decode_and_bill(encoder: Encoder, records: list[Framed]) -> tuple[Pass, Bil
             if isinstance(o, Emission):
                 sink.take(o)
     seconds = time.perf_counter() - began
-    return Pass(BILLING, len(records), seconds, sink.emissions, sink.digest()), logic.engine
+    windows = clock.per_event(len(records))
+    passed = Pass(BILLING, len(records), seconds, sink.emissions, sink.digest(), windows)
+    return passed, logic.engine
 
 
 def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
@@ -152,6 +188,7 @@ class Options:
     # flow passes with one partition per source: workers per process, for each entry
     workers: tuple[int, ...] = ()
     processes: int = 1  # processes of those passes
+    window: int = WINDOW  # events per window of the decode and billing passes' window costs
 
 
 def run_core(
@@ -166,9 +203,9 @@ def run_core(
     gen_s = time.perf_counter() - began
     say(f"encoded {len(records)} events ({sum(len(r.value) for r in records)} bytes) "
         f"in {gen_s:.1f}s")  # fmt: skip
-    ceiling = _decode_only(encoder, records)
+    ceiling = _decode_only(encoder, records, opts.window)
     say(f"{ceiling.name}: {ceiling.events_per_s:,.0f} events/s")
-    billed, engine = _decode_and_bill(encoder, records)
+    billed, engine = _decode_and_bill(encoder, records, opts.window)
     say(f"{billed.name}: {billed.events_per_s:,.0f} events/s")
     passes = [ceiling, billed]
     if opts.flow:
@@ -203,9 +240,11 @@ def run_core(
                 "ratio_to_decode": round(p.events_per_s / ceiling.events_per_s, 3),
                 "outputs": p.outputs,
                 "lines_digest": p.digest,
+                "window_us": list(p.windows),
             }
             for p in passes
         ],
+        "window": opts.window,
         "targets": {"events_per_s_per_worker": 50_000, "ratio_to_decode": 0.5},
     }
 
@@ -244,6 +283,7 @@ def run_sizes(
     }
     return {
         "sizes": [r["events"] for r in runs],
+        "largest_windows": _steady(large),
         "closes": opts.closes,
         "month_events": opts.month_events,
         "repeat": repeat,
@@ -251,6 +291,24 @@ def run_sizes(
         "cost_ratio": growth,  # us/event at the largest size / at the smallest, per pass
         "goal_ratio": GOAL_RATIO,
         "within_goal": (growth.get(BILLING) or float("inf")) <= GOAL_RATIO,
+    }
+
+
+def _steady(run: dict[str, Any]) -> dict[str, Any]:
+    """The largest run's cost per window: decode, decode+billing, and their difference (the
+    ordering stage and the engine). Whether an event costs more late in a long history shows
+    as the last window against the second (the first holds the reference tables' snapshot,
+    a different mix); the whole-run ratio of :func:`run_sizes` mixes both effects."""
+    by_pass = {p["pass"]: p["window_us"] for p in run["passes"] if p["window_us"]}
+    decode, billing = by_pass.get("decode (ceiling)", []), by_pass.get(BILLING, [])
+    engine = [round(b - d, 2) for d, b in zip(decode, billing, strict=True)]
+    ratio = round(engine[-1] / engine[1], 3) if len(engine) >= 3 and engine[1] else None
+    return {
+        "window": run["window"],
+        "decode_us": decode,
+        "billing_us": billing,
+        "engine_us": engine,
+        "engine_last_over_second": ratio,
     }
 
 

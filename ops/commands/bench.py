@@ -89,6 +89,9 @@ def core(
         ),
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="processes of the --workers passes")] = 1,
+    window: Annotated[
+        int, typer.Option(min=100, help="events per window of the per-window costs")
+    ] = 20_000,
     as_json: JSON = False,
 ) -> None:
     """Synthetic Debezium Avro events: decode+billing vs the decode-only ceiling; with
@@ -100,7 +103,7 @@ def core(
     say = _say(as_json)
     opts = Options(
         seed=seed, flow=flow, month_events=month_events, closes=closes, transactions=transactions,
-        workers=_counts(workers), processes=processes,
+        workers=_counts(workers), processes=processes, window=window,
     )  # fmt: skip
     if len(wanted) == 1:
         result = run_core(wanted[0], opts, say)
@@ -127,6 +130,21 @@ def core(
     ]
     for run in many["runs"]:
         console.print(_core_title(run))
+    steady = many["largest_windows"]
+    w, end = steady["window"], large["events"]
+    if steady["engine_us"]:
+        emit_table(
+            [
+                {"window": f"{i * w:,}-{min((i + 1) * w, end):,}",
+                 "decode us/event": d, "decode+billing us/event": b, "difference": e}
+                for i, (d, b, e) in enumerate(
+                    zip(steady["decode_us"], steady["billing_us"], steady["engine_us"], strict=True)
+                )
+            ],
+            ["window", "decode us/event", "decode+billing us/event", "difference"],
+            title=f"bench core: the {large['events']}-event run by window (difference, last "
+            f"window over the second: {steady['engine_last_over_second']})",
+        )  # fmt: skip
     verdict = "within" if many["within_goal"] else "OVER"
     emit_table(
         rows,

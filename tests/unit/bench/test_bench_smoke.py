@@ -136,3 +136,21 @@ def test_bench_core_refuses_a_bad_size() -> None:
     result = CliRunner().invoke(app, ["bench", "core", "--sizes", "20000,lots"])
     assert result.exit_code != 0
     assert "--sizes" in str(result.exception) and "lots" in str(result.exception)
+
+
+def test_bench_core_sizes_report_the_largest_run_by_window() -> None:
+    args = ["bench", "core", "--sizes", "2000,5000", "--window", "2000", "--month-events", "300"]
+    result = CliRunner().invoke(app, [*args, "--no-flow", "--json"])
+    assert result.exit_code == 0, result.output
+    steady = orjson.loads(result.stdout)["largest_windows"]
+    assert steady["window"] == 2000
+    assert len(steady["decode_us"]) == len(steady["billing_us"]) == 3  # 2000, 2000, 1000
+    assert steady["engine_us"] == [
+        round(b - d, 2) for d, b in zip(steady["decode_us"], steady["billing_us"], strict=True)
+    ]
+    assert steady["engine_last_over_second"] == round(
+        steady["engine_us"][-1] / steady["engine_us"][1], 3
+    )
+    table = CliRunner().invoke(app, [*args, "--no-flow"])
+    assert table.exit_code == 0, table.output
+    assert "4,000-5,000" in table.stdout
