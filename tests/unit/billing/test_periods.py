@@ -155,7 +155,9 @@ def test_digest_is_stable_and_sees_billing_columns_only() -> None:
     t1 = base_rows()["T1"]
     assert own_digest(t1) == own_digest(replace(t1, notes="x"))
     assert own_digest(t1) != own_digest(replace(t1, work_date=date(2024, 3, 16)))
-    assert own_digest(t1) == 0xA56E0C86F2D1C27F or own_digest(t1) > 0  # stable across runs
+    # stable across runs and versions: stubs written by earlier versions keep their digest
+    # (the value was computed by the getattr-per-column implementation before 2026-12-01)
+    assert own_digest(t1) == 0x875690E598491913
 
 
 def test_segment_round_trips_its_stubs() -> None:
