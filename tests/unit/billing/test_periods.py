@@ -137,6 +137,53 @@ def test_open_lines_are_capped_against_what_final_lines_billed() -> None:
     assert engine.lines[T2].state is State.PARTIALLY_HELD
 
 
+def _capped(cap: str) -> dict[str, Row]:
+    rows = two_months()
+    contract = rows["C1"]
+    assert isinstance(contract, Contract)
+    rows["C1"] = replace(contract, cap_amount=D(cap), cap_period="contract")
+    return rows
+
+
+def test_a_released_final_line_frees_its_cap_for_the_open_lines() -> None:
+    # the close moves T1's 1125.00 into the final consumption; deleting T1 frees it, so the
+    # contract-wide cap group re-runs with its limit back at 1200.00 (books._relimit)
+    engine = loaded(_capped("1200.00"))
+    close(engine, "2024-03")
+    assert engine.lines[T2].billed_amount == D("75.00")
+    delta = engine.apply(delete("timesheets", "1"))
+    assert {u.key for u in delta.lines} == {T1, T2}
+    assert engine.lines[T2].billed_amount == D("300.00")  # 2 h x 150, all of it
+    assert engine.lines[T2].state is State.BILLED
+
+
+def test_a_close_takes_what_a_final_line_billed_before_any_open_line() -> None:
+    # T2 (April, open) was approved BEFORE T1 (March): in approval order T2 came first and
+    # took 300.00 of the 1200.00 cap, T1 the remaining 900.00 (partially held). When March
+    # closes, T1 is partially held — final — and keeps its 900.00; T2 is allocated against
+    # what is left after it: 300.00, unchanged. Then T1 is corrected to 1 h (150.00): it is
+    # open again, first in order behind T2, and both are billed in full.
+    rows = _capped("1200.00")
+    t2 = rows["T2"]
+    assert isinstance(t2, Timesheet)
+    rows["T2"] = replace(t2, approved_at=at(1, 9))
+    engine = loaded(rows)
+    assert engine.lines[T1].billed_amount == D("900.00")
+    assert engine.lines[T1].state is State.PARTIALLY_HELD
+    close(engine, "2024-03")
+    assert T1 not in engine.lines and engine.lines[T2].billed_amount == D("300.00")
+    t1 = base_rows()["T1"]
+    assert isinstance(t1, Timesheet)
+    engine.apply(upsert(replace(t1, hours=D("1.00"))))
+    assert engine.lines[T1].billed_amount == D("150.00")
+    assert engine.lines[T2].billed_amount == D("300.00")
+    lowered = replace(rows["C1"], cap_amount=D("400.00"))
+    assert isinstance(lowered, Contract)
+    engine.apply(upsert(lowered))  # T2 first in order: 300.00, then T1 gets the 100.00 left
+    assert engine.lines[T2].billed_amount == D("300.00")
+    assert engine.lines[T1].billed_amount == D("100.00")
+
+
 def test_reopen_waits_for_rows_then_re_evaluates() -> None:
     engine = loaded(two_months())
     close(engine, "2024-03")
