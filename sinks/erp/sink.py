@@ -29,9 +29,15 @@ gathering loses nothing. Pending outbox rows are published first (``build_part``
 ``Progress`` items (a flow that does not send them) emissions are applied as they come, and a
 replay is recognised by the stored line states only (see :mod:`sinks.erp.writer`).
 
-It is a ``FixedPartitionedSink`` with ONE partition: every item (line changes, schedule
-changes, dead letters from any worker) is routed to the partition's single primary worker, so
-the ERP has exactly one writer and the outbox one relay, whatever the worker count. With
+It is a ``FixedPartitionedSink`` with ONE partition that writes: every item (line changes,
+schedule changes, dead letters from any worker) is routed to the partition's single primary
+worker, so the ERP has exactly one writer and the outbox one relay, whatever the worker
+count. A second, empty partition (:data:`PLACEHOLDER`) sorts before it and never receives
+an item: Bytewax gives the i-th partition of the sorted list to worker i modulo the worker
+count, so the writer runs on worker 1 while the billing key (``billing``) runs on worker 0
+— with ``--workers 2`` or ``--processes 2`` the writer, two thirds of the flow's work at
+1,000 changes/s (BENCHMARKS.md), no longer shares the billing step's worker. The writing
+partition keeps its name, ``erp``, so recovery stores of earlier versions resume it. With
 ``single_writer`` (``billsync run``) the partition also holds the ERP's writer lock
 (:mod:`sinks.erp.writer_lock`) from before it writes anything until it closes, so a second
 ``billsync run`` on the same ERP is refused instead of racing the first.
@@ -266,6 +272,23 @@ class _ErpPartition(StatefulSinkPartition[SinkItem, GateState | None]):
                 self._writer_lock.release()
 
 
+# an empty partition sorted before the writer's: it moves the writer to worker 1 (docstring)
+PLACEHOLDER = "_placeholder"
+_PARTS = (PLACEHOLDER, PARTITION)
+_WRITER_INDEX = sorted(_PARTS).index(PARTITION)
+
+
+class _Placeholder(StatefulSinkPartition[SinkItem, GateState | None]):
+    """The partition that only places the writer: ``part_fn`` never routes an item to it."""
+
+    def write_batch(self, values: list[SinkItem]) -> None:
+        if values:  # a routing defect, not data: refuse rather than drop ERP writes
+            raise AssertionError(f"{len(values)} items reached the ERP sink's placeholder")
+
+    def snapshot(self) -> None:
+        return None
+
+
 class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
     """ERP tables + outbox relay. Items are ``(key, item)``; the key is ignored.
 
@@ -302,14 +325,16 @@ class ErpSink(FixedPartitionedSink[SinkItem, GateState | None]):
         self._clock = clock
 
     def list_parts(self) -> list[str]:
-        return [PARTITION]
+        return list(_PARTS)
 
     def part_fn(self, item_key: str) -> int:
-        return 0
+        return _WRITER_INDEX  # Bytewax indexes the sorted partitions
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: GateState | None
-    ) -> _ErpPartition:
+    ) -> StatefulSinkPartition[SinkItem, GateState | None]:
+        if for_part != PARTITION:
+            return _Placeholder()
         engine = self._engine_factory()
         relay = self._relay_factory(engine) if self._relay_factory else None
         return _ErpPartition(

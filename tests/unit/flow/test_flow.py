@@ -152,3 +152,33 @@ def test_poison_record_is_a_dead_letter_with_its_bytes(tmp_path: Path) -> None:
     assert bytes.fromhex(dead["value"]) == b"\x07not avro at all"
     assert dead["topic"] == "psa.public.timesheets" and dead["offset"] == 3
     assert dead["error_type"] == "BadFraming"
+
+
+def test_with_two_workers_the_erp_writer_runs_beside_the_billing_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the ERP sink's placeholder partition sorts first, so Bytewax gives the writing partition
+    # to worker 1 while the key "billing" hashes to worker 0 (sinks/erp/sink.py)
+    import threading
+
+    from dataflows.logic import BillingLogic
+    from sinks.erp import sink
+
+    threads: dict[str, set[int]] = {"billing": set(), "writer": set()}
+    on_item, write_batch = BillingLogic.on_item, sink._ErpPartition.write_batch
+
+    def billing(self: BillingLogic, value: Any) -> Any:
+        threads["billing"].add(threading.get_ident())
+        return on_item(self, value)
+
+    def writer(self: Any, values: Any) -> None:
+        threads["writer"].add(threading.get_ident())
+        write_batch(self, values)
+
+    monkeypatch.setattr(BillingLogic, "on_item", billing)
+    monkeypatch.setattr(sink._ErpPartition, "write_batch", writer)
+    db = run(tmp_path, RUNNERS["two_workers"], "placed")
+    assert len(threads["billing"]) == 1 and len(threads["writer"]) == 1
+    assert threads["billing"] != threads["writer"]
+    assert state_rows(db) == state_rows(run(tmp_path, RUNNERS["one_worker"], "one"))
+    assert sink.ErpSink(lambda: db).list_parts() == [sink.PLACEHOLDER, "erp"]
