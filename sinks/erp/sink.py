@@ -35,7 +35,7 @@ worker, so the ERP has exactly one writer and the outbox one relay, whatever the
 count. A second, empty partition (:data:`PLACEHOLDER`) sorts before it and never receives
 an item: Bytewax gives the i-th partition of the sorted list to worker i modulo the worker
 count, so the writer runs on worker 1 while the billing key (``billing``) runs on worker 0
-— with ``--workers 2`` or ``--processes 2`` the writer, two thirds of the flow's work at
+— with ``--workers 2`` or ``--processes 2`` the writer, half to two thirds of the flow's work at
 1,000 changes/s (BENCHMARKS.md), no longer shares the billing step's worker. The writing
 partition keeps its name, ``erp``, so recovery stores of earlier versions resume it. With
 ``single_writer`` (``billsync run``) the partition also holds the ERP's writer lock
