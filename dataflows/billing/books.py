@@ -75,13 +75,12 @@ class Books:
         if not months:
             del members[cand.contract_id]
 
-    def update(self, touched: dict[str, Touch], rebuild: set[str] | None, out: Changes) -> None:
+    def update(self, touched: dict[str, Touch], relimit: set[str], out: Changes) -> None:
         """Re-allocate each contract of ``touched`` for its changed candidates; for those of
-        ``rebuild`` (contracts whose final consumption changed: a close, a final item
+        ``relimit`` (contracts whose final consumption changed: a close, a final item
         released) also re-run every group whose limit — what the final items left — moved."""
-        moved = rebuild or set()
         for contract_id, touch in touched.items():
-            self._allocate(contract_id, touch, out, relimit=contract_id in moved)
+            self._allocate(contract_id, touch, out, relimit=contract_id in relimit)
 
     def _allocate(
         self, contract_id: str, touch: Touch, out: Changes, *, relimit: bool = False

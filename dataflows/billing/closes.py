@@ -73,7 +73,6 @@ class Closes:
         self.latest = closed_through(st.closed)
         st.finals.limbo = {p for p in st.finals.limbo if p > period}
         stubs: list[FinalStub] = []
-        rebuild: set[str] = set()
         leaving: dict[str, Touch] = {}  # contract -> its candidates that became final
         for key, target in list(st.lines.items()):
             if not becomes_final(target, period):
@@ -97,14 +96,13 @@ class Closes:
             del st.lines[key]
             if cand is not None:
                 self._books.leave(cand, key)
-                rebuild.add(cand.contract_id)
                 leaving.setdefault(cand.contract_id, {})[key] = (cand, None)
             self._rows.reindex(table, key[1], row, None)
             if key[0] == MS:
                 st.schedule.pop(key[1], None)
         if stubs:
             st.finals.add(period, stubs)
-        delta = self._recomputer.recompute(set(), set(), rebuild, leaving)
+        delta = self._recomputer.recompute(set(), set(), leaving)
         return Delta(
             lines=delta.lines,
             schedule=delta.schedule,
@@ -127,8 +125,10 @@ class Closes:
         if was_final and new is not None and own_digest(new) == stub.digest:
             return Delta(notes=("final item: no billing column of its own row changed",))
         finals.release(stub)
-        rebuild = {stub.contract_id} if stub.contract_id is not None else set()
-        freed = self._recomputer.recompute(set(), set(), rebuild)
+        freed_from: dict[str, Touch] = {}  # its contract, with no candidate leaving it
+        if stub.contract_id is not None:
+            freed_from[stub.contract_id] = {}
+        freed = self._recomputer.recompute(set(), set(), freed_from)
         delta = self._recomputer.apply_row(change.table, change.key, new)
         merged = Merge()
         merged.add(freed)

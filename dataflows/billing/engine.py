@@ -59,7 +59,6 @@ class EngineState:
     projects_by_contract: Index = field(default_factory=dict)
     contracts_by_account: Index = field(default_factory=dict)
     rates_by_contract: Index = field(default_factory=dict)
-    amendments_by_contract: Index = field(default_factory=dict)
     pending_by_contract: Index = field(default_factory=dict)  # pending amendments only
     # derived state
     candidates: dict[LineKey, Candidate] = field(default_factory=dict)
@@ -97,6 +96,9 @@ class BillingEngine:
             st.finals = Finals()
         if "positions" not in vars(st):  # from before stale changes were refused
             st.positions = {}
+        # an index no rule reads since 2026-12-01 (rule 8 reads Rows' derived index of odd
+        # statuses): dropped from snapshots of earlier versions
+        vars(st).pop("amendments_by_contract", None)
         self._closes = Closes(st, self._rows, self._books, self._recomputer)  # reads st.closed
 
     # --- persistence --------------------------------------------------------------------

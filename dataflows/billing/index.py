@@ -32,7 +32,6 @@ INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
     "projects": (("projects_by_contract", "contract_id"),),
     "contracts": (("contracts_by_account", "account_id"),),
     "contract_rates": (("rates_by_contract", "contract_id"),),
-    "contract_amendments": (("amendments_by_contract", "contract_id"),),
 }
 
 

@@ -64,19 +64,16 @@ class Recomputer:
         self,
         items: set[LineKey],
         contracts: set[str],
-        rebuild: set[str] | None = None,
-        left: dict[str, Touch] | None = None,
+        finals_moved: dict[str, Touch] | None = None,
     ) -> Delta:
-        """Re-classify ``items`` and re-allocate ``contracts`` incrementally; for ``rebuild``
-        (contracts whose final consumption changed) also re-run the groups whose limit
-        moved. ``left``: per contract, candidates that already left it (made final)."""
+        """Re-classify ``items`` and re-allocate ``contracts`` incrementally. ``finals_moved``:
+        the contracts whose final consumption changed (a close, a final item released), each
+        with its candidates that became final; their groups whose limit moved are re-run."""
         st = self._st
         books = self._books
         out = Changes(st.lines)
         touched: dict[str, Touch] = {c: {} for c in contracts}  # contract -> its changes
-        for c in rebuild or ():
-            touched.setdefault(c, {})
-        for c, gone in (left or {}).items():
+        for c, gone in (finals_moved or {}).items():
             touched.setdefault(c, {}).update(gone)
         for item in items:  # any order: each item is classified alone
             outcome = self._classify(item)
@@ -96,7 +93,7 @@ class Recomputer:
                 out.set_line(item, outcome)
             if item[0] == MS:
                 out.schedule.extend(self.schedule(item[1]))
-        books.update(touched, rebuild, out)
+        books.update(touched, set(finals_moved or ()), out)
         return out.delta()
 
     def schedule(self, milestone_id: str) -> list[ScheduleUpdate]:
