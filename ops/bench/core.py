@@ -110,7 +110,7 @@ class _Windows:
         )
 
 
-def _decode_only(encoder: Encoder, records: list[Framed], window: int = WINDOW) -> Pass:
+def _decode_only(encoder: Encoder, records: list[Framed], window: int) -> Pass:
     dec = ChangeDecoder(encoder.schemas)
     decode = dec.decode
     clock = _Windows(window)
@@ -126,7 +126,7 @@ def _decode_only(encoder: Encoder, records: list[Framed], window: int = WINDOW) 
 
 
 def _decode_and_bill(
-    encoder: Encoder, records: list[Framed], window: int = WINDOW
+    encoder: Encoder, records: list[Framed], window: int
 ) -> tuple[Pass, BillingEngine]:
     """The flow's steps without Bytewax: decode, the ordering stage, the billing logic."""
     dec = ChangeDecoder(encoder.schemas)
