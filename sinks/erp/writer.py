@@ -99,6 +99,7 @@ from dataflows.billing.target import (
 )
 from dataflows.emissions import Covers, Emission
 from sinks.erp import tables as t
+from sinks.erp.bulk import append
 from sinks.erp.migrate import publish_periods, upgrade
 from sinks.erp.records import (
     EXCEPTIONS_TOPIC,
@@ -466,13 +467,11 @@ class ErpWriter:
                 if r is not None and r["period"] is not None:
                     _touch(dirty, (r["project_id"] or "", r["period"]), last_change)
 
-        if ledger_rows:
-            conn.execute(insert(t.erp_billing_transactions), ledger_rows)
+        append(conn, t.erp_billing_transactions, ledger_rows)
         self._write_lines(conn, upserts, deletes, stored)
         n_sched = self._write_schedule(conn, sched)
-        if outbox:
-            outbox.sort(key=lambda r: r[0])  # stable: per emission, transactions then events
-            conn.execute(insert(t.billing_outbox), [row for _, row in outbox])
+        outbox.sort(key=lambda r: r[0])  # stable: per emission, transactions then events
+        append(conn, t.billing_outbox, [row for _, row in outbox])
         self._mark_dirty(conn, {k: step.position for k, step in dirty.items()})
         return BatchResult(len(upserts) + len(deletes), tuple(entries), events, n_sched)
 
@@ -536,9 +535,7 @@ class ErpWriter:
         for rows in (same_keys, moved_keys):
             if rows:
                 conn.execute(by_key, rows)
-        fresh = [r for r in upserts if (r["source_type"], r["source_id"]) not in stored]
-        if fresh:
-            conn.execute(insert(s), fresh)
+        append(conn, s, [r for r in upserts if (r["source_type"], r["source_id"]) not in stored])
 
     def _write_schedule(self, conn: Connection, sched: dict[str, ScheduleLine | None]) -> int:
         s = t.invoice_schedule
@@ -563,14 +560,14 @@ class ErpWriter:
         d = t.recon_dirty
         for chunk in _chunks(sorted(dirty)):  # one DELETE per chunk of keys, not one per key
             conn.execute(delete(d).where(tuple_(d.c.project_id, d.c.period).in_(chunk)))
-        if dirty:
-            conn.execute(
-                insert(d),
-                [
-                    {"project_id": p, "period": per, "source_position": pos}
-                    for (p, per), pos in dirty.items()
-                ],
-            )
+        append(
+            conn,
+            d,
+            [
+                {"project_id": p, "period": per, "source_position": pos}
+                for (p, per), pos in dirty.items()
+            ],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from sinks.erp import tables as t
+from sinks.erp.bulk import append
 from sinks.kafka import quarantine as qt
 from sinks.kafka.encoding import OutRecord, UnencodableRecord, outbox_record, row_problem
 from sinks.kafka.producer import CheckedProducer
@@ -60,8 +61,7 @@ def enqueue(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime) 
             log.error(
                 "outbox_record_quarantined", stage="enqueue", topic=row["topic"], error=problem
             )
-    if good:
-        conn.execute(insert(t.billing_outbox), good)
+    append(conn, t.billing_outbox, good)
     qt.quarantine(conn, bad, stage="enqueue", now=now)
     return [r["topic"] for r in bad]
 
