@@ -4,8 +4,8 @@ The ERP writer appends per batch hundreds of rows to ``erp_billing_transactions`
 ``billing_outbox``, ``billing_line_state`` (new lines) and ``recon_dirty``. Sent as an
 ``executemany`` (psycopg's pipeline: one INSERT execution per row) the server parses, binds
 and executes each row on its own; ``COPY ... FROM STDIN`` streams them into one statement.
-Measured on the stack's PostgreSQL (BENCHMARKS.md, ``bench writer --on-erp``): a
-500-emission batch 176 ms with executemany, 127 ms with COPY.
+Measured on the stack's PostgreSQL (BENCHMARKS.md, ``bench writer``, "COPY appends"): a
+500-emission batch 206 ms with executemany, 154 ms with COPY (median, A/B in one run).
 
 Same transaction, same rows: the values pass through each column's SQLAlchemy bind processor
 first (so :class:`~sinks.erp.types.Money` still refuses a float and
