@@ -7,9 +7,10 @@ reuses a healthy stack or starts it once); this file adds:
 - ``prefix``: a per-test id prefix (``E2E-3f9c1a``) for every row the test writes;
 - ``sources``: :class:`Sources` on the real PSA and CRM; rows it inserted are deleted at
   the end of the test;
-- ``make_flow``: ``make_flow()`` -> a started-later :class:`Flow` with a fresh ERP schema
-  (``e2e_<hex>``, dropped at the end), recovery dir and metrics port of its own; stopped
-  at the end of the test. ``erp_of(flow)`` gives an :class:`Erp` reader on its schema.
+- ``make_flow``: ``make_flow(*run_options)`` -> a started-later :class:`Flow` (``billsync
+  run`` with those options) with a fresh ERP schema (``e2e_<hex>``, dropped at the end),
+  recovery dir and metrics port of its own; stopped at the end of the test.
+  ``erp_of(flow)`` gives an :class:`Erp` reader on its schema.
 """
 
 from __future__ import annotations
@@ -45,19 +46,19 @@ def sources(stack: Settings) -> Iterator[Sources]:
 
 
 @pytest.fixture
-def make_flow(stack: Settings, tmp_path: Path) -> Iterator[Callable[[], Flow]]:
+def make_flow(stack: Settings, tmp_path: Path) -> Iterator[Callable[..., Flow]]:
     # pre-ping: a chaos test restarts PostgreSQL mid-test; the teardown must not reuse a dead
     # pooled connection
     base = create_engine(stack.require("erp_db_url"), pool_pre_ping=True)
     made: list[Flow] = []
 
-    def make() -> Flow:
+    def make(*args: str) -> Flow:
         schema = f"e2e_{uuid.uuid4().hex[:10]}"
         with base.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         run_dir = tmp_path / schema
         run_dir.mkdir()
-        flow = Flow(stack, schema, run_dir / "recovery", run_dir / "flow.log")
+        flow = Flow(stack, schema, run_dir / "recovery", run_dir / "flow.log", args=args)
         made.append(flow)
         return flow
 

@@ -131,6 +131,24 @@ def free_port() -> int:
         return port
 
 
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive loopback ports that are free now (``billsync run
+    --processes N --base-port P`` listens on P .. P+N-1)."""
+    for _ in range(100):
+        base = free_port()
+        socks = [socket.socket() for _ in range(n)]
+        try:
+            for i, s in enumerate(socks):
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 def schema_url(base_url: str, schema: str) -> str:
     """``base_url`` with libpq's ``options=-csearch_path=<schema>``: every connection of the
     flow, the audit and the test lands in that schema (and only there)."""
@@ -147,6 +165,7 @@ class Flow:
     recovery_dir: Path
     log_path: Path
     metrics_port: int = field(default_factory=free_port)
+    args: tuple[str, ...] = ()  # more `billsync run` options, e.g. --processes 2 --workers 2
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: TextIO | None = None
@@ -187,7 +206,7 @@ class Flow:
         self._log.write(f"\n=== start #{self.starts} at {time.strftime('%H:%M:%S')} ===\n")
         self._log.flush()
         self.proc = subprocess.Popen(  # noqa: S603  # our own CLI, fixed arguments
-            [*BILLSYNC, "run"],
+            [*BILLSYNC, "run", *self.args],
             cwd=REPO,
             env=self.env(),
             stdout=self._log,

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import text
 
-from tests.e2e.harness import Erp, Flow, Sources
+from tests.e2e.harness import Erp, Flow, Sources, free_ports
 from tests.e2e.story import Story, ledger_problems
 
 REASONS = {
@@ -45,14 +46,23 @@ REASONS = {
 }
 
 
+# the flow as one process of one worker (the default), and as 2 processes of 2 workers each
+# (issue 13, point 2: the same story, the same ERP; the billing step and the ERP writer then
+# run on workers that the decoding workers reach through Bytewax's exchange between processes)
+CLUSTERS = {"1x1": lambda: (), "2x2": lambda: ("--processes", "2", "--workers", "2",
+                                              "--base-port", str(free_ports(2)))}  # fmt: skip
+
+
+@pytest.mark.parametrize("cluster", sorted(CLUSTERS))
 def test_story_fires_every_rule_and_audit_is_clean(
-    make_flow: Callable[[], Flow],
+    make_flow: Callable[..., Flow],
     erp_of: Callable[[Flow], Erp],
     sources: Sources,
     prefix: str,
+    cluster: str,
 ) -> None:
     story = Story(sources, prefix)
-    flow = make_flow()
+    flow = make_flow(*CLUSTERS[cluster]())
     flow.start()
     erp = erp_of(flow)
     erp.wait_tables(flow)
