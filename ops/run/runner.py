@@ -60,12 +60,28 @@ class _WatchedPartition(StatefulSourcePartition[Any, Any]):
         self._inner.close()
 
 
+# consumer properties the flow passes to its source that an admin client does not take
+CONSUMER_ONLY = frozenset({"auto.offset.reset"})
+
+
 class _WatchedKafkaSource(KafkaSource):
     """Bytewax's KafkaSource; its partitions tell the watchdog when epochs close, so a
     dataflow whose epochs stop advancing is detected even with no record waiting."""
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
         return _WatchedPartition(super().build_part(step_id, for_part, resume_state))
+
+    def list_parts(self) -> list[str]:
+        """Bytewax 0.21 lists the partitions with an AdminClient made from ``add_config``
+        too, and librdkafka then logs a CONFWARN per worker at every start for the
+        consumers' ``auto.offset.reset``: list them without the consumer-only properties
+        (the partitions' consumers still get them all)."""
+        every = self._add_config  # Bytewax's own attribute (0.21.1, pinned)
+        self._add_config = {k: v for k, v in every.items() if k not in CONSUMER_ONLY}
+        try:
+            return super().list_parts()
+        finally:
+            self._add_config = every
 
 
 def recovery_dir(settings: Settings) -> Path:
