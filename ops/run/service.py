@@ -3,6 +3,7 @@ a cluster of such processes on loopback (``--processes``)."""
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 import sys
@@ -62,9 +63,22 @@ def serve_flow(
     )
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_parent() -> None:
+    """In a spawned process, before it runs: Linux sends it SIGTERM (a clean stop) when the
+    process that spawned it dies, even by SIGKILL. Without it a ``kill -9`` of ``billsync run
+    --processes N`` left the N Bytewax processes running, holding the ERP writer lock and the
+    cluster's ports, so the supervisor's restart was refused."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def spawn_processes(processes: int, workers: int, base_port: int) -> int:
-    """One OS process per Bytewax process, all on loopback; stop all if one stops. Returns
-    the highest exit code of the processes (0 when all ended cleanly)."""
+    """One OS process per Bytewax process, all on loopback; stop all if one stops (and each
+    stops when this one dies: :func:`exit_with_parent`). Returns the highest exit code of the
+    processes (0 when all ended cleanly)."""
     addrs = ",".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
     children = [
         subprocess.Popen(  # noqa: S603  # our own CLI, fixed arguments
@@ -79,7 +93,9 @@ def spawn_processes(processes: int, workers: int, base_port: int) -> int:
                 str(i),
                 "--addresses",
                 addrs,
-            ]
+            ],
+            # runs in the child before exec (the CLI has started no thread at this point)
+            preexec_fn=exit_with_parent,
         )
         for i in range(processes)
     ]
