@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -149,6 +150,16 @@ def free_ports(n: int) -> int:
     raise RuntimeError(f"no {n} consecutive free ports")
 
 
+# `billsync run` options of the clusters the e2e tests run the flow as: one process of one
+# worker (the default), and 2 processes of 2 workers each (issue 13, point 2: the billing
+# step and the ERP writer then run on workers that the decoding workers reach through
+# Bytewax's exchange between processes)
+CLUSTERS: dict[str, Callable[[], tuple[str, ...]]] = {
+    "1x1": lambda: (),
+    "2x2": lambda: ("--processes", "2", "--workers", "2", "--base-port", str(free_ports(2))),
+}
+
+
 def schema_url(base_url: str, schema: str) -> str:
     """``base_url`` with libpq's ``options=-csearch_path=<schema>``: every connection of the
     flow, the audit and the test lands in that schema (and only there)."""
@@ -236,11 +247,18 @@ class Flow:
             )
 
     def kill(self) -> None:
-        """SIGKILL: no snapshot, no flush, no goodbye."""
+        """SIGKILL: no snapshot, no flush, no goodbye — to the flow's process group (it runs
+        in a session of its own), so that with ``--processes N`` the Bytewax processes it
+        spawned die with it, as under a supervisor that kills the service's cgroup."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        self._kill_group()
         self.proc.wait(30)
         self._close_log()
+
+    def _kill_group(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not stop within 30 s."""
@@ -251,7 +269,7 @@ class Flow:
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._kill_group()
             self.proc.wait(30)
         self._close_log()
 

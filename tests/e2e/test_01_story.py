@@ -17,7 +17,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.harness import Erp, Flow, Sources, free_ports
+from tests.e2e.harness import CLUSTERS, Erp, Flow, Sources
 from tests.e2e.story import Story, ledger_problems
 
 REASONS = {
@@ -44,13 +44,6 @@ REASONS = {
     "COVERED_BY_RETAINER",
     "BILLING_CAP_EXCEEDED",
 }
-
-
-# the flow as one process of one worker (the default), and as 2 processes of 2 workers each
-# (issue 13, point 2: the same story, the same ERP; the billing step and the ERP writer then
-# run on workers that the decoding workers reach through Bytewax's exchange between processes)
-CLUSTERS = {"1x1": lambda: (), "2x2": lambda: ("--processes", "2", "--workers", "2",
-                                              "--base-port", str(free_ports(2)))}  # fmt: skip
 
 
 @pytest.mark.parametrize("cluster", sorted(CLUSTERS))

@@ -18,7 +18,9 @@ Moments (parametrized):
   burst (6 transactions of 50 approvals, then edits and deletes) while the flow is killed as
   soon as the ERP shows the first burst line (``first_commit``: an ERP commit that no
   snapshot covers yet, so the restart replays it) or 150 of them (``half_burst``); the
-  writes go on while it is down, the rest of the story too; restarted.
+  writes go on while it is down, the rest of the story too; restarted. Each twice: the flow
+  as one process, and as ``--processes 2 --workers 2`` (issue 13, point 2), whose recovery
+  store the two processes share; the kill takes the flow's whole process group.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.harness import Erp, Flow, Sources, wait_until
+from tests.e2e.harness import CLUSTERS, Erp, Flow, Sources, wait_until
 from tests.e2e.story import Burst, Story, ledger_problems
 
 
@@ -87,17 +89,19 @@ def test_kill_during_catch_up(
     finish_and_verify(flow, erp, story, burst)
 
 
+@pytest.mark.parametrize("cluster", sorted(CLUSTERS))
 @pytest.mark.parametrize("kill_at", [1, 150], ids=["first_commit", "half_burst"])
 def test_kill_mid_burst(
-    make_flow: Callable[[], Flow],
+    make_flow: Callable[..., Flow],
     erp_of: Callable[[Flow], Erp],
     sources: Sources,
     prefix: str,
     kill_at: int,
+    cluster: str,
 ) -> None:
     story = Story(sources, prefix)
     burst = Burst(story)
-    flow = make_flow()
+    flow = make_flow(*CLUSTERS[cluster]())
     flow.start()
     erp = erp_of(flow)
     erp.wait_tables(flow)
