@@ -67,10 +67,10 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def exit_with_parent() -> None:
-    """In a spawned process, before it runs: Linux sends it SIGTERM (a clean stop) when the
+    """In a spawned process, before it runs: Linux sends it SIGTERM (a stop, as Ctrl-C) when the
     process that spawned it dies, even by SIGKILL. Without it a ``kill -9`` of ``billsync run
     --processes N`` left the N Bytewax processes running, holding the ERP writer lock and the
-    cluster's ports, so the supervisor's restart was refused."""
+    cluster's ports, so a supervisor's restart would be refused (one writer per ERP)."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
