@@ -7,7 +7,8 @@ import ctypes
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from bytewax.run import cli_main
@@ -76,9 +77,9 @@ def exit_with_parent() -> None:
 
 
 def spawn_processes(processes: int, workers: int, base_port: int) -> int:
-    """One OS process per Bytewax process, all on loopback; stop all if one stops (and each
-    stops when this one dies: :func:`exit_with_parent`). Returns the highest exit code of the
-    processes (0 when all ended cleanly)."""
+    """One OS process per Bytewax process, all on loopback, waited for by :func:`supervise`
+    (one that ends stops the others; each stops when this one dies: :func:`exit_with_parent`).
+    Returns the exit status :func:`supervise` gives (0 when all ended cleanly)."""
     addrs = ",".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
     children = [
         subprocess.Popen(  # noqa: S603  # our own CLI, fixed arguments
@@ -100,15 +101,52 @@ def spawn_processes(processes: int, workers: int, base_port: int) -> int:
         for i in range(processes)
     ]
 
-    def stop(*_: object) -> None:
-        for c in children:
+    return supervise(children)
+
+
+def exit_code(returncode: int) -> int:
+    """A child's exit status as a shell reports it: a death by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def supervise(children: Sequence[subprocess.Popen[bytes]], poll_s: float = 0.2) -> int:
+    """Wait for the processes of one cluster. When one of them ends on its own, the others
+    are stopped (SIGTERM) and its exit status is returned if it failed — a stall exit 75 of
+    any process, or a death by a signal (128 + N), reaches the supervisor, which restarts
+    the whole cluster; otherwise the highest status. SIGTERM or Ctrl-C to this process
+    stops them all. A process that dies of the SIGTERM sent here stopped as asked: status 0.
+    (Before 2026-12-01 the processes were waited for one after the other, so a process that
+    ended before the first one went unnoticed, and a stop returned the negative signal.)"""
+    sent: set[int] = set()  # the children this function sent SIGTERM
+
+    def stop() -> None:
+        for i, c in enumerate(children):
             if c.poll() is None:
                 c.send_signal(signal.SIGTERM)
+                sent.add(i)
 
-    signal.signal(signal.SIGTERM, stop)
+    asked = False
+
+    def asked_to_stop(*_: object) -> None:
+        nonlocal asked
+        asked = True
+        stop()
+
+    previous = signal.signal(signal.SIGTERM, asked_to_stop)
+    first: int | None = None
     try:
-        codes = [c.wait() for c in children]
+        while first is None:
+            first = next((i for i, c in enumerate(children) if c.poll() is not None), None)
+            if first is None:
+                time.sleep(poll_s)
     except KeyboardInterrupt:
+        asked = True
+    finally:
         stop()
         codes = [c.wait() for c in children]
-    return max(codes)
+        signal.signal(signal.SIGTERM, previous)
+    status = [0 if i in sent and rc == -signal.SIGTERM else exit_code(rc)
+              for i, rc in enumerate(codes)]  # fmt: skip
+    if not asked and first is not None and status[first] != 0:
+        return status[first]
+    return max(status)
