@@ -13,6 +13,7 @@ import time
 class Progress:
     def __init__(self) -> None:
         self.offsets: dict[tuple[str, int], int] = {}
+        self.seen_at: dict[tuple[str, int], float] = {}  # per partition: its last decode
         self.last_at = time.monotonic()
         self.epoch_at = time.monotonic()  # last epoch close of an input partition
         self.work_at = time.monotonic()  # last unit applied or ERP batch written
@@ -24,8 +25,10 @@ class Progress:
         self.epoch_at = time.monotonic()
 
     def note(self, topic: str, partition: int, offset: int) -> None:
+        now = time.monotonic()
         self.offsets[(topic, partition)] = offset
-        self.last_at = time.monotonic()
+        self.seen_at[(topic, partition)] = now
+        self.last_at = now
 
 
 PROGRESS = Progress()

@@ -7,7 +7,8 @@ interval, idle or not; the partitions report it, ``ops/run/runner.py``) and the 
 applied no unit and the writer wrote no batch meanwhile (one epoch can carry minutes of work
 in a catch-up: the ordering stage releases a backlog of transactions when their ENDs are
 read), or when records wait on a
-partition the flow has read and nothing was decoded for ``stall_s``. It logs
+partition the flow has read and nothing was decoded from that partition for ``stall_s``
+(per partition: other partitions may go on, e.g. heartbeat transactions). It logs
 ``stall_detected``, then — when ``py-spy`` is installed (the ``dev`` extra; root or
 ``CAP_SYS_PTRACE``) — ``stall_stacks`` with every thread's Python and native stack
 (``py-spy dump --native``: which operator holds the epoch, issue 12), and exits with
@@ -44,17 +45,23 @@ STALL_EXIT = 75  # EX_TEMPFAIL: try again
 log = structlog.get_logger(__name__)
 
 
-def waiting(progress: Progress, consumer: Consumer) -> dict[str, int]:
-    """Records waiting beyond the last decoded offset, per partition the flow has read."""
+def waiting(progress: Progress, consumer: Consumer, idle_s: float = 0.0) -> dict[str, int]:
+    """Records waiting beyond the last decoded offset, per partition the flow has read and
+    has decoded nothing from for ``idle_s`` seconds (checked again after the broker's
+    answer, so a partition read meanwhile is not reported)."""
     out: dict[str, int] = {}
-    for (topic, partition), offset in list(progress.offsets.items()):
+    for key in list(progress.offsets):
+        if time.monotonic() - progress.seen_at.get(key, 0.0) < idle_s:
+            continue
+        topic, partition = key
         try:
             _low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=5, cached=False
             )
         except KafkaException:
             continue  # broker restarting: not a stall of ours
-        if high > offset + 1:
+        offset = progress.offsets[key]
+        if high > offset + 1 and time.monotonic() - progress.seen_at.get(key, 0.0) >= idle_s:
             out[f"{topic}[{partition}]"] = high - offset - 1
     return out
 
@@ -100,7 +107,7 @@ def _exit_stalled(**facts: object) -> None:
     os._exit(STALL_EXIT)  # the dataflow thread cannot be interrupted from here
 
 
-def behind_now(bootstrap: str, progress: Progress) -> dict[str, int]:
+def behind_now(bootstrap: str, progress: Progress, idle_s: float = 0.0) -> dict[str, int]:
     """:func:`waiting`, asked through a consumer made for this one check and closed after it.
 
     Not one consumer for the life of the process: a CI run of chaos 02 (2026-11-30) left
@@ -109,7 +116,7 @@ def behind_now(bootstrap: str, progress: Progress) -> dict[str, int]:
     same library across the same restart can share the failure it is there to see."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billsync-watchdog"})
     try:
-        return waiting(progress, consumer)
+        return waiting(progress, consumer, idle_s)
     finally:
         consumer.close()
 
@@ -122,11 +129,15 @@ def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5
             no_epoch = epoch_stall(progress, now, stall_s)
             if no_epoch is not None:
                 _exit_stalled(no_epoch_close_s=round(no_epoch))
-            idle = now - progress.last_at
-            if idle < stall_s:
+            # per partition, not the whole flow: on 2026-12-01 (CI, chaos 02) the flow read
+            # nothing more from crm.transaction after a broker restart while the heartbeat
+            # transactions on psa.transaction were decoded every 10 s, so a flow-wide
+            # "nothing decoded" never held and the watchdog never looked
+            quiet = [t for t in progress.seen_at.values() if now - t >= stall_s]
+            if not quiet:
                 continue
-            behind = behind_now(bootstrap, progress)
-            if behind and time.monotonic() - progress.last_at >= stall_s:
-                _exit_stalled(idle_s=round(idle), waiting=behind)
+            behind = behind_now(bootstrap, progress, idle_s=stall_s)
+            if behind:
+                _exit_stalled(idle_s=round(now - min(quiet)), waiting=behind)
 
     threading.Thread(target=run, name="billsync-watchdog", daemon=True).start()

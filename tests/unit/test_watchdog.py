@@ -90,3 +90,17 @@ def test_each_check_asks_through_a_consumer_of_its_own(monkeypatch: Any) -> None
     assert watchdog.behind_now("127.0.0.1:9092", p) == {"psa.transaction[0]": 10}
     assert len(made) == 2 and all(c.closed for c in made)
     assert made[0].config["bootstrap.servers"] == "127.0.0.1:9092"
+
+
+def test_a_silent_partition_with_records_waiting_is_a_stall_while_others_are_read() -> None:
+    """CI of 2026-12-01, chaos 02: after a broker restart the flow read nothing more from
+    crm.transaction (10 records waiting) while heartbeat transactions were decoded from
+    psa.transaction every 10 s: the partition is judged on its own silence."""
+    p = Progress()
+    p.note("crm.transaction", 0, 610)
+    p.note("psa.transaction", 0, 2527)
+    p.seen_at[("crm.transaction", 0)] -= 100  # silent for 100 s
+    highs = Watermarks({("crm.transaction", 0): 621, ("psa.transaction", 0): 2530})
+    # psa.transaction has records waiting too, but was read just now: not judged
+    assert waiting(p, highs, idle_s=30) == {"crm.transaction[0]": 10}  # type: ignore[arg-type]
+    assert waiting(p, highs, idle_s=200) == {}  # type: ignore[arg-type]
