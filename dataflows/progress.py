@@ -14,7 +14,6 @@ class Progress:
     def __init__(self) -> None:
         self.offsets: dict[tuple[str, int], int] = {}
         self.seen_at: dict[tuple[str, int], float] = {}  # per partition: its last decode
-        self.last_at = time.monotonic()
         self.epoch_at = time.monotonic()  # last epoch close of an input partition
         self.work_at = time.monotonic()  # last unit applied or ERP batch written
 
@@ -25,10 +24,9 @@ class Progress:
         self.epoch_at = time.monotonic()
 
     def note(self, topic: str, partition: int, offset: int) -> None:
-        now = time.monotonic()
-        self.offsets[(topic, partition)] = offset
-        self.seen_at[(topic, partition)] = now
-        self.last_at = now
+        key = (topic, partition)
+        self.offsets[key] = offset
+        self.seen_at[key] = time.monotonic()
 
 
 PROGRESS = Progress()

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import bytewax.connectors.kafka as bytewax_kafka
 import structlog
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
@@ -72,16 +73,14 @@ class _WatchedKafkaSource(KafkaSource):
         return _WatchedPartition(super().build_part(step_id, for_part, resume_state))
 
     def list_parts(self) -> list[str]:
-        """Bytewax 0.21 lists the partitions with an AdminClient made from ``add_config``
-        too, and librdkafka then logs a CONFWARN per worker at every start for the
-        consumers' ``auto.offset.reset``: list them without the consumer-only properties
-        (the partitions' consumers still get them all)."""
-        every = self._add_config  # Bytewax's own attribute (0.21.1, pinned)
-        self._add_config = {k: v for k, v in every.items() if k not in CONSUMER_ONLY}
-        try:
-            return super().list_parts()
-        finally:
-            self._add_config = every
+        """Bytewax 0.21's own listing, with an AdminClient made without the consumer-only
+        properties of ``add_config``: librdkafka logged a CONFWARN per worker at every start
+        for the consumers' ``auto.offset.reset``. Nothing shared is changed (worker threads
+        build their partitions' consumers from ``add_config`` meanwhile)."""
+        # Bytewax's attributes and helper (0.21.1, pinned)
+        config: dict[str, str | int | float | bool] = {"bootstrap.servers": ",".join(self._brokers)}
+        config.update((k, v) for k, v in self._add_config.items() if k not in CONSUMER_ONLY)
+        return list(bytewax_kafka._list_parts(AdminClient(config), self._topics))
 
 
 def recovery_dir(settings: Settings) -> Path:

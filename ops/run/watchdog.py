@@ -133,11 +133,11 @@ def start(bootstrap: str, progress: Progress, stall_s: float, every_s: float = 5
             # nothing more from crm.transaction after a broker restart while the heartbeat
             # transactions on psa.transaction were decoded every 10 s, so a flow-wide
             # "nothing decoded" never held and the watchdog never looked
-            quiet = [t for t in progress.seen_at.values() if now - t >= stall_s]
-            if not quiet:
+            silent = {f"{t}[{p}]": now - at for (t, p), at in list(progress.seen_at.items())}
+            if all(s < stall_s for s in silent.values()):
                 continue
             behind = behind_now(bootstrap, progress, idle_s=stall_s)
-            if behind:
-                _exit_stalled(idle_s=round(now - min(quiet)), waiting=behind)
+            if behind:  # how long the waiting partitions have been silent, at the least
+                _exit_stalled(idle_s=round(min(silent[k] for k in behind)), waiting=behind)
 
     threading.Thread(target=run, name="billsync-watchdog", daemon=True).start()

@@ -162,20 +162,15 @@ class Replay:
                 if point is not None and point.kind == "time":
                     due = now + point.seconds
             if (
-                due is None
-                and began is not None
-                and point is not None
-                and point.kind == "ledger"
-                and (self.ledger() or 0) >= point.ledger
-            ):
-                due = now + point.seconds
-            if (
                 began is not None
                 and point is not None
-                and point.ceiling
-                and (self.ledger() or 0) >= point.ceiling
+                and (point.kind == "ledger" or point.ceiling)
             ):
-                due = now  # the ceiling: see kill_points
+                held = self.ledger() or 0  # one read of the ERP per poll
+                if due is None and point.kind == "ledger" and held >= point.ledger:
+                    due = now + point.seconds
+                if point.ceiling and held >= point.ceiling:
+                    due = now  # the ceiling: see kill_points
             if due is not None and now >= due:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()

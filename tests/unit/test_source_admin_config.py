@@ -26,7 +26,7 @@ def test_partitions_are_listed_without_consumer_only_properties(
         seen.append(dict(config))
         return object()
 
-    monkeypatch.setattr(bytewax_kafka, "AdminClient", admin)
+    monkeypatch.setattr(runner, "AdminClient", admin)
     monkeypatch.setattr(bytewax_kafka, "_list_parts", lambda _client, topics: iter(["0-t"]))
     source = runner._WatchedKafkaSource(
         ["127.0.0.1:9092"], ["t"], tail=True, add_config={"auto.offset.reset": "earliest"}
