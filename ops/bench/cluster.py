@@ -30,6 +30,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
 from dataflows.billing.mappings import load_mappings
@@ -82,19 +83,27 @@ class Clock:
 class _Part(StatefulSourcePartition[Msg, int]):
     """One source's records (its table and transaction topics) in their stream order."""
 
-    def __init__(self, name: str, msgs: Sequence[tuple[int, Msg]], at: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        name: str,
+        msgs: Sequence[tuple[int, Msg]],
+        at: int,
+        clock: Clock,
+        gate: str | None = GATED,
+    ) -> None:
         self._name = name
         self._msgs = msgs
         self._at = at
         self._clock = clock
+        self._gated = name == gate
 
     def next_batch(self) -> list[Msg]:
         msgs, at = self._msgs, self._at
         if at >= len(msgs):
             raise StopIteration
         end = min(len(msgs), at + BATCH)
-        if self._name == GATED:
-            limit = self._clock.least_but(GATED)
+        if self._gated:
+            limit = self._clock.least_but(self._name)
             while end > at and msgs[end - 1][0] >= limit:
                 end -= 1
         batch = [m for _g, m in msgs[at:end]]
@@ -105,7 +114,7 @@ class _Part(StatefulSourcePartition[Msg, int]):
 
     def next_awake(self) -> datetime | None:
         # the ERP partition waits for the others: poll again in a millisecond, not in a spin
-        if self._name == GATED and self._at < len(self._msgs):
+        if self._gated and self._at < len(self._msgs):
             return datetime.now(UTC) + timedelta(milliseconds=1)
         return None
 
@@ -115,18 +124,27 @@ class _Part(StatefulSourcePartition[Msg, int]):
 
 class SourceSource(FixedPartitionedSource[Msg, int]):
     """One partition per source database (``psa``, ``crm``, ``erp``: a topic's first
-    name), each in the stream's order, the ERP's closes gated by a :class:`Clock`."""
+    name), each in the stream's order, the ERP's closes gated by a :class:`Clock`, or not
+    gated with ``gate=None`` (a caller that places its closes itself, e.g. by resuming a
+    recovery store between phases; the clock cannot gate a resumed run: a partition read to
+    its end in an earlier run never moves it again)."""
 
-    def __init__(self, by_source: dict[str, list[tuple[int, Msg]]], clock_file: Path) -> None:
+    def __init__(
+        self,
+        by_source: dict[str, list[tuple[int, Msg]]],
+        clock_file: Path,
+        gate: str | None = GATED,
+    ) -> None:
         self._by_source = by_source
         self._clock_file = clock_file
+        self._gate = gate
 
     def list_parts(self) -> list[str]:
         return sorted(self._by_source)
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Part:
         clock = Clock(self._clock_file, self.list_parts())
-        return _Part(for_part, self._by_source[for_part], resume_state or 0, clock)
+        return _Part(for_part, self._by_source[for_part], resume_state or 0, clock, self._gate)
 
 
 class _Counter(StatelessSinkPartition[Any]):
@@ -195,18 +213,25 @@ def by_source(records: Sequence[Framed]) -> dict[str, list[tuple[int, Msg]]]:
 
 
 def _flow(
-    schemas: SchemaSource, records: Sequence[Framed], sink: CountingSink, clock_file: Path
+    schemas: SchemaSource,
+    records: Sequence[Framed],
+    sink: CountingSink,
+    clock_file: Path,
+    *,
+    gate: str | None = GATED,
+    segment_dir: Path | None = None,
 ) -> Dataflow:
     erp: Any = sink  # the flow's ERP step takes any Sink of (key, SinkItem)
     parts = by_source(records)
     if not clock_file.exists():
         Clock.create(clock_file, len(parts))
     return build_flow(
-        SourceSource(parts, clock_file),
+        SourceSource(parts, clock_file, gate),
         decoder=lambda: ChangeDecoder(schemas),
         mappings=load_mappings(),
         erp_sink=erp,
         topics=sorted({r.topic for r in records}),
+        segment_dir=segment_dir,
     )
 
 
@@ -222,16 +247,42 @@ class Run:
     digest: str
 
 
-def run_in_process(schemas: SchemaSource, records: Sequence[Framed], workers: int) -> Run:
-    """The flow on ``workers`` threads of this process (``run_main`` for one)."""
-    sink = CountingSink()
+def run_in_process(
+    schemas: SchemaSource,
+    records: Sequence[Framed],
+    workers: int,
+    *,
+    recovery: Path | None = None,
+    sink: CountingSink | None = None,
+) -> Run:
+    """The flow on ``workers`` threads of this process (``run_main`` for one).
+
+    With ``recovery`` (a directory), the run resumes the Bytewax recovery store there (made
+    with one partition per worker on first use) and the billing step's base and journal in
+    its ``finals/``, as ``billsync run`` does: each partition reads on from where the last
+    run stopped, so a caller appends records and runs again. Such runs are not gated by the
+    clock (:class:`SourceSource`): the caller places its closes between runs. ``sink``: one
+    to keep across runs (its lines are the latest over all of them)."""
+    sink = sink if sink is not None else CountingSink()
     with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
-        flow = _flow(schemas, records, sink, Path(tmp) / "clock")
+        options: dict[str, Any] = {}
+        segment_dir = None
+        if recovery is not None:
+            store = recovery / "store"
+            if not store.exists():
+                store.mkdir(parents=True)
+                init_db_dir(store, workers)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+            segment_dir = recovery / "finals"
+            segment_dir.mkdir(exist_ok=True)
+            options["recovery_config"] = RecoveryConfig(str(store))  # type: ignore[no-untyped-call]  # idem
+        flow = _flow(schemas, records, sink, Path(tmp) / "clock",
+                     gate=None if recovery is not None else GATED,
+                     segment_dir=segment_dir)  # fmt: skip
         began = time.perf_counter()
         if workers == 1:
-            run_main(flow)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+            run_main(flow, **options)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
         else:
-            cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]  # idem
+            cluster_main(flow, [], 0, worker_count_per_proc=workers, **options)  # type: ignore[no-untyped-call]  # idem
         return Run(1, workers, time.perf_counter() - began, sink.emissions, sink.digest())
 
 
