@@ -20,11 +20,11 @@ What it leaves out: closes. Where a close falls among another source's changes d
 which items it freezes, so with partitions read freely the runs differ by design
 (``bench core --workers`` gates its closes to their place in the stream for that reason);
 :mod:`tests.unit.flow.test_worlds_closes` gives each close its place by running the worlds
-in phases that resume one recovery store. The ERP writer: the story flow checks it on 1 and 2 workers
-and 2 processes (``test_flow.py``, ``test_processes.py``). And the worlds lose something on
-the way: the stack's tables have NOT NULL columns the pure worlds leave empty; such a value
-becomes a neutral one of its type (:func:`storable`), which fires the same kind of rule (an
-unknown contract, an unexpected status) or none.
+in phases that resume one recovery store. The ERP writer: the story flow checks it on 1 and
+2 workers and 2 processes (``test_flow.py``, ``test_processes.py``). And the worlds lose
+something on the way: the stack's tables have NOT NULL columns the pure worlds leave empty;
+such a value becomes a neutral one of its type (:func:`storable`), which fires the same kind
+of rule (an unknown contract, an unexpected status) or none.
 """
 
 from __future__ import annotations
