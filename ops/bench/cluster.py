@@ -15,7 +15,6 @@ import hashlib
 import json
 import mmap
 import pickle
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from dataflows.cdc.schemas import SchemaSource
 from dataflows.emissions import Emission
 from dataflows.flow import build_flow
 from ops.bench.debezium import Framed
+from ops.run.ports import free_cluster_ports
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
 BATCH = 1000  # records per batch of a partition (KafkaSource's default batch_size)
@@ -287,14 +287,10 @@ def run_in_process(
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``n`` loopback ports for the cluster's processes, below the ephemeral range
+    (:mod:`ops.run.ports`)."""
+    base = free_cluster_ports(n)
+    return list(range(base, base + n))
 
 
 def run_processes(

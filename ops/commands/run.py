@@ -11,6 +11,7 @@ import typer
 from billsync.logs import configure as configure_logs
 from billsync.settings import get_settings
 from ops.console import console
+from ops.run.ports import check_cluster_ports
 from ops.run.runner import prepare_recovery, recovery_dir, recovery_store_exists, replay_file
 from ops.run.service import serve_flow, spawn_processes
 
@@ -99,6 +100,9 @@ def run(
             "the flow resumes from it (remove it first to rebuild)"
         )
     if processes > 1 and process_id is None:
+        refused = check_cluster_ports(base_port, processes)
+        if refused is not None:
+            raise typer.BadParameter(refused, param_hint="--base-port")
         prepare_recovery(settings, rebuild=rebuild)  # once, before the processes share it
         code = spawn_processes(processes, workers, base_port)
         if code:

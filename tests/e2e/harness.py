@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from sqlalchemy.engine import make_url
 from billsync.settings import Settings
 from connectors import sources as src
 from dataflows.billing.ledger import transaction_id
+from ops.run.ports import free_cluster_ports
 from ops.run.watchdog import STALL_EXIT
 from sinks.erp import tables as erp
 from tests import supervision
@@ -126,28 +126,17 @@ def _topic_ages(settings: Settings, topics: Sequence[str]) -> list[str]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port free now, below the kernel's ephemeral range (a port in it may be
+    taken as the local port of an outgoing connection before a restart binds it again:
+    :mod:`ops.run.ports`), with the next one free too (a second process's metrics port)."""
+    return free_cluster_ports(2)
 
 
 def free_ports(n: int) -> int:
-    """The first of ``n`` consecutive loopback ports that are free now (``billsync run
-    --processes N --base-port P`` listens on P .. P+N-1)."""
-    for _ in range(100):
-        base = free_port()
-        socks = [socket.socket() for _ in range(n)]
-        try:
-            for i, s in enumerate(socks):
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports")
+    """The first of ``n`` consecutive loopback ports that are free now, below the kernel's
+    ephemeral range (``billsync run --processes N --base-port P`` listens on P .. P+N-1 and
+    refuses ports in that range: :mod:`ops.run.ports`)."""
+    return free_cluster_ports(n)
 
 
 # `billsync run` options of the clusters the e2e tests run the flow as: one process of one
