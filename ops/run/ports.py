@@ -7,10 +7,11 @@ is also what the kernel hands out as the local port of outgoing connections — 
 Kafka and PostgreSQL connections, and every other process's on the host. Such a connection
 that holds the port when a process of the cluster (re)starts makes its listen fail with
 ``Address already in use``; the other processes then fail too ("Send thread panic"), and a
-supervisor's restart may fail the same way until the connection goes. Seen on 2026-12-01:
-``127.0.0.1:41138 -> 127.0.0.1:9092`` held a test cluster's port across its restarts. So the
-cluster's ports are refused in that range (a configuration error, told before anything
-starts), and tests pick theirs below it (:func:`free_cluster_ports`).
+supervisor's restart may fail the same way until the connection goes. Seen on 2026-12-01
+with a plain two-process Bytewax cluster restarted on a test harness's ports:
+``127.0.0.1:41138 -> 127.0.0.1:9092`` held one of them. So the cluster's ports are refused
+in that range (a configuration error, told before anything starts), and tests pick theirs
+below it (:func:`free_cluster_ports`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The ports of a process cluster stay out of the kernel's ephemeral range (ops/run/ports.py).
 
-Why: chaos 02 on ``--processes 2`` (2026-12-01) failed when a restarted cluster could not
-listen on its port: an outgoing connection (``127.0.0.1:41138 -> 127.0.0.1:9092``) had been
-given it as its local port. The first test shows that mechanism on loopback; the others the
-refusal and the test harness's choice of ports.
+Why: a two-process Bytewax cluster restarted on the test harness's ports (41137-41138, from
+the ephemeral range) could not listen on its port: an outgoing connection
+(``127.0.0.1:41138 -> 127.0.0.1:9092``) had been given it as its local port (2026-12-01,
+while chasing a failure of chaos 02 on ``--processes 2``). The first test shows that
+mechanism on loopback; the others the refusal and the test harness's choice of ports.
 """
 
 from __future__ import annotations
