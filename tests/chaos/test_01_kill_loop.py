@@ -8,6 +8,10 @@ of an ERP transaction or an outbox relay. After at least 5 SIGKILLs and restarts
 load has stopped and the flow caught up: ``recon audit`` is clean, every item's ledger equals
 its target, and no effect is posted twice (deterministic ids, seq without gaps, charge only
 on an empty item, reversal exactly to 0).
+
+Run as one process and as ``billsync run --processes 2 --workers 2`` (issue 13): in the
+cluster a SIGKILL ends the command and its processes together (the harness kills the
+process group), and each start resumes the recovery store the two processes share.
 """
 
 from __future__ import annotations
@@ -16,24 +20,27 @@ import random
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.chaos.checks import converged
 from tests.chaos.load import Load
-from tests.e2e.harness import Erp, Flow
+from tests.e2e.harness import CLUSTERS, Erp, Flow
 
 KILLS = 6
 # seconds a started flow lives before its SIGKILL: from "still booting" to "well into work"
 LIFETIME_S = (2.0, 14.0)
 
 
+@pytest.mark.parametrize("cluster", sorted(CLUSTERS))
 def test_kill_loop_under_load(
-    make_flow: Callable[[], Flow], erp_of: Callable[[Flow], Erp], load: Load
+    cluster: str, make_flow: Callable[..., Flow], erp_of: Callable[[Flow], Erp], load: Load
 ) -> None:
     seed = random.randrange(10**6)
     rng = random.Random(seed)
     print(f"seed {seed}")
     load.world()
     load.start(rate=4.0)
-    flow = make_flow()
+    flow = make_flow(*CLUSTERS[cluster]())
     flow.start()
     erp = erp_of(flow)
     erp.wait_tables(flow)
