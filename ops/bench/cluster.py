@@ -265,16 +265,7 @@ def run_in_process(
     to keep across runs (its lines are the latest over all of them)."""
     sink = sink if sink is not None else CountingSink()
     with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
-        options: dict[str, Any] = {}
-        segment_dir = None
-        if recovery is not None:
-            store = recovery / "store"
-            if not store.exists():
-                store.mkdir(parents=True)
-                init_db_dir(store, workers)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
-            segment_dir = recovery / "finals"
-            segment_dir.mkdir(exist_ok=True)
-            options["recovery_config"] = RecoveryConfig(str(store))  # type: ignore[no-untyped-call]  # idem
+        options, segment_dir = _recovery_options(recovery, workers)
         flow = _flow(schemas, records, sink, Path(tmp) / "clock",
                      gate=None if recovery is not None else GATED,
                      segment_dir=segment_dir)  # fmt: skip
@@ -293,19 +284,45 @@ def _free_ports(n: int) -> list[int]:
     return list(range(base, base + n))
 
 
+def _recovery_options(recovery: Path | None, partitions: int) -> tuple[dict[str, Any], Path | None]:
+    """Bytewax's recovery option and the billing step's segment directory for a run that
+    resumes ``recovery`` (the store made with ``partitions`` partitions on first use)."""
+    if recovery is None:
+        return {}, None
+    store = recovery / "store"
+    if not store.exists():
+        store.mkdir(parents=True)
+        init_db_dir(store, partitions)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+    segment_dir = recovery / "finals"
+    segment_dir.mkdir(exist_ok=True)
+    return {"recovery_config": RecoveryConfig(str(store))}, segment_dir  # type: ignore[no-untyped-call]  # idem
+
+
 def run_processes(
-    schemas: SchemaSource, records: Sequence[Framed], processes: int, workers: int
+    schemas: SchemaSource,
+    records: Sequence[Framed],
+    processes: int,
+    workers: int,
+    *,
+    recovery: Path | None = None,
+    sink: CountingSink | None = None,
 ) -> Run:
-    """The flow as a cluster of ``processes`` processes of ``workers`` workers each."""
+    """The flow as a cluster of ``processes`` processes of ``workers`` workers each.
+
+    ``recovery`` and ``sink`` as for :func:`run_in_process`: the processes resume the store
+    there, and the lines that reached the ERP step are merged into ``sink``."""
     with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
         data = Path(tmp) / "records.pickle"
         data.write_bytes(pickle.dumps((schemas, list(records))))
         clock = Clock.create(Path(tmp) / "clock", len({source_of(r.topic) for r in records}))
+        if recovery is not None:
+            _recovery_options(recovery, processes * workers)  # made once, before the processes
         addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(processes))
         procs = []
         for i in range(processes):
+            lines = f"{tmp}/lines-{i}.pickle"
             argv = [sys.executable, "-m", "ops.bench.cluster", str(data), addresses, str(i),
-                    str(workers), str(clock)]  # fmt: skip
+                    str(workers), str(clock), str(recovery or "-"), lines]  # fmt: skip
             # our own interpreter and module, no shell
             procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))  # noqa: S603
         reports = []
@@ -314,26 +331,38 @@ def run_processes(
             if p.returncode != 0:
                 raise RuntimeError(f"bench cluster process exited {p.returncode}")
             reports.append(json.loads(out.strip().splitlines()[-1]))
+        if sink is not None:
+            for i in range(processes):
+                lines = pickle.loads(Path(f"{tmp}/lines-{i}.pickle").read_bytes())  # noqa: S301  # written by our own child
+                sink.lines.update(lines)
+            sink.emissions += sum(r["emissions"] for r in reports)
     # one worker of the cluster runs the ERP step: its process saw every line
     writer = max(reports, key=lambda r: r["emissions"])
     return Run(
         processes,
         workers,
         max(r["seconds"] for r in reports),
-        writer["emissions"],
-        writer["digest"],
+        sink.emissions if sink is not None else writer["emissions"],
+        sink.digest() if sink is not None else writer["digest"],
     )
 
 
 def _main(argv: Sequence[str]) -> str:
-    """One process of :func:`run_processes`: its report, one JSON line."""
-    data, addresses, proc_id, workers, clock_file = argv
+    """One process of :func:`run_processes`: its report, one JSON line (and the lines that
+    reached its ERP step, pickled to the file the parent names)."""
+    data, addresses, proc_id, workers, clock_file, recovery, lines_file = argv
     schemas, records = pickle.loads(Path(data).read_bytes())  # noqa: S301  # see run_processes
     sink = CountingSink()
-    flow = _flow(schemas, records, sink, Path(clock_file))
+    resume = None if recovery == "-" else Path(recovery)
+    options, segment_dir = _recovery_options(resume, 0)  # the parent made the store
+    flow = _flow(schemas, records, sink, Path(clock_file),
+                 gate=None if resume is not None else GATED, segment_dir=segment_dir)  # fmt: skip
     began = time.perf_counter()
-    cluster_main(flow, addresses.split(","), int(proc_id), worker_count_per_proc=int(workers))  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+    cluster_main(
+        flow, addresses.split(","), int(proc_id), worker_count_per_proc=int(workers), **options
+    )  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     seconds = time.perf_counter() - began
+    Path(lines_file).write_bytes(pickle.dumps(sink.lines))
     return json.dumps({"seconds": seconds, "emissions": sink.emissions, "digest": sink.digest()})
 
 

@@ -23,7 +23,7 @@ itself checked against the batch target given those final items (``compute_targe
 After every phase, the flow's line states (the latest emission per line, what
 ``billing_line_state`` holds: final items' frozen ones included) must equal the oracle's,
 whatever the worker count, and when the worker count changes between phases (a rescale
-resuming the same store).
+resuming the same store); three of the worlds also on 2 processes of 2 workers.
 
 What it leaves out: a close among changes in flight (its place is the close's own, tested
 on the pure engine by ``test_periods_properties``); the ERP writer (the story tests).
@@ -42,7 +42,7 @@ from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
 from dataflows.cdc.decoder import ChangeDecoder
 from ops.bench import cluster
-from ops.bench.cluster import CountingSink, lines_digest, run_in_process
+from ops.bench.cluster import CountingSink, lines_digest, run_in_process, run_processes
 from ops.bench.debezium import Encoder, Framed
 from tests.unit.billing.test_periods_properties import Erp
 from tests.unit.billing.test_properties import histories
@@ -53,6 +53,7 @@ from tests.unit.flow.test_worlds_workers import storable
 # test_the_phases_freeze_and_release_items)
 SEEDS = (0, 2, 4, 9, 14, 26, 31, 32, 37, 39, 48, 49, 50, 57, 66, 71)
 SPLIT = 75  # per cent of a world's history before the first closes
+PROCESS_SEEDS = 3  # of those, also on 2 processes of 2 (each phase starts a cluster: slower)
 # workers per phase: steady, and a rescale at every phase (the store is resumed as it is)
 SCHEDULES = {
     "1": (1,) * 6,
@@ -155,6 +156,21 @@ def test_phases_with_closes_end_in_the_oracle_on_any_worker_count(
         assert run.digest == world.digests[i], (
             f"seed {seed}: after phase {i + 1} on {workers} worker(s) the flow's lines differ "
             f"from the oracle's ({world.finals[i]} final items)"
+        )
+
+
+@pytest.mark.parametrize("seed", SEEDS[:PROCESS_SEEDS])
+def test_phases_with_closes_on_two_processes_of_two_workers(seed: int, tmp_path: Path) -> None:
+    """The same phases on a cluster of 2 processes of 2 workers sharing one recovery store,
+    started again for every phase (as ``billsync run --processes 2 --workers 2``)."""
+    world = Phased(seed)
+    sink = CountingSink()
+    records: list[Framed] = []
+    for i, phase in enumerate(world.phases):
+        records += phase
+        run = run_processes(world.enc.schemas, records, 2, 2, recovery=tmp_path, sink=sink)
+        assert run.digest == world.digests[i], (
+            f"seed {seed}: after phase {i + 1} on 2x2 the flow's lines differ from the oracle's"
         )
 
 
