@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -213,22 +214,50 @@ def state(
     )
 
 
+class Source(StrEnum):
+    psa = "psa"
+    crm = "crm"
+
+
 @app.command("e2e")
 def e2e(
-    rate: Annotated[int, typer.Option("--rate", "-r", min=1, help="approvals per second")] = 200,
+    rate: Annotated[
+        int | None,
+        typer.Option(
+            "--rate",
+            "-r",
+            min=1,
+            help="approvals (psa, default 200) or rate changes (crm, default 2) per second",
+        ),
+    ] = None,
     seconds: Annotated[float, typer.Option("--seconds", "-s", min=1)] = 20,
+    source: Annotated[
+        Source,
+        typer.Option(
+            help="psa: approvals, one line each; crm: one contract rate changed, "
+            "which re-evaluates its lines"
+        ),
+    ] = Source.psa,
     keep: Annotated[bool, typer.Option(help="keep the inserted timesheets")] = False,
     as_json: JSON = False,
 ) -> None:
-    """Approvals into the live PSA; commit-to-ERP latency. Needs `billsync run` running."""
-    from ops.bench.e2e import run_e2e
+    """Changes into a live source; commit-to-ERP latency. Needs `billsync run` running."""
+    if source is Source.crm:
+        from ops.bench.e2e_crm import run_crm_e2e
 
-    result = run_e2e(get_settings(), rate, seconds, keep=keep, say=_say(as_json))
+        rate = rate or 2
+        result = run_crm_e2e(get_settings(), rate, seconds, keep=keep, say=_say(as_json))
+    else:
+        from ops.bench.e2e import run_e2e
+
+        rate = rate or 200
+        result = run_e2e(get_settings(), rate, seconds, keep=keep, say=_say(as_json))
     if as_json:
         emit_json(result)
         return
     rows = [{"figure": k, "value": v} for k, v in result.items() if k != "targets"]
-    emit_table(rows, ["figure", "value"], title=f"bench e2e: {rate}/s for {seconds}s")
+    title = f"bench e2e ({source.value}): {rate}/s for {seconds}s"
+    emit_table(rows, ["figure", "value"], title=title)
 
 
 @app.command("writer")

@@ -599,3 +599,36 @@ def small_firm(
          if status == "approved" else None, "notes": what}
         for n, day, status in timesheets
     ])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BilledFirm:
+    """A flow of a test's own with :func:`small_firm`'s one approved line billed (8 h at
+    100.00): what the bench tests measure against."""
+
+    flow: Flow
+    erp: Erp
+    base: int  # the test's timesheet-id block; the control line is base + 1
+    control: tuple[str, str]
+
+
+def billed_firm(
+    make_flow: Callable[[], Flow],
+    erp_of: Callable[[Flow], Erp],
+    sources: Sources,
+    prefix: str,
+    what: str,
+) -> BilledFirm:
+    """Start a flow, write :func:`small_firm` with one approved line and wait until the ERP
+    bills it."""
+    base = 3 * 10**12 + int(time.time() * 1000) % 10**7 * 10_000
+    control = ("timesheet", str(base + 1))
+    flow = make_flow()
+    flow.start()
+    db = erp_of(flow)
+    db.wait_tables(flow)
+    small_firm(sources, prefix, start=date(2025, 1, 1), what=what,
+               timesheets=[(base + 1, date(2026, 6, 1), "approved")])  # fmt: skip
+    db.wait_lines({control: {"state": "billed", "billed_amount": Decimal("800.00")}},
+                  flow=flow, what="the control line billed")  # fmt: skip
+    return BilledFirm(flow, db, base, control)

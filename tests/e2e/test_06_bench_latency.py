@@ -10,9 +10,7 @@ commit, and that the bench removes its rows afterwards (the flow then releases t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +18,7 @@ from pydantic import SecretStr
 
 from billsync.settings import Settings
 from ops.bench.e2e import NOTE, run_e2e
-from tests.e2e.harness import Erp, Flow, Sources, small_firm
+from tests.e2e.harness import Erp, Flow, Sources, billed_firm
 
 D = Decimal
 
@@ -32,16 +30,8 @@ def test_bench_e2e_times_every_row_from_psa_commit_to_erp_commit(
     prefix: str,
     stack: Settings,
 ) -> None:
-    base = 3 * 10**12 + int(time.time() * 1000) % 10**7 * 10_000
-    control = ("timesheet", str(base + 1))
-    flow = make_flow()
-    flow.start()
-    db = erp_of(flow)
-    db.wait_tables(flow)
-    small_firm(sources, prefix, start=date(2025, 1, 1), what="e2e bench",
-               timesheets=[(base + 1, date(2026, 6, 1), "approved")])  # fmt: skip
-    db.wait_lines({control: {"state": "billed", "billed_amount": D("800.00")}},
-                  flow=flow, what="the control line billed")  # fmt: skip
+    firm = billed_firm(make_flow, erp_of, sources, prefix, "e2e bench")
+    flow = firm.flow
 
     settings = stack.model_copy(update={"erp_db_url": SecretStr(flow.erp_url)})
     said: list[str] = []

@@ -57,6 +57,12 @@ def test_bench_e2e_is_listed() -> None:
     result = CliRunner().invoke(app, ["bench", "e2e", "--help"])
     assert result.exit_code == 0
     assert "--rate" in result.output and "--seconds" in result.output
+    assert "--source" in result.output and "crm" in result.output
+
+
+def test_bench_e2e_refuses_an_unknown_source() -> None:
+    result = CliRunner().invoke(app, ["bench", "e2e", "--source", "erp"])
+    assert result.exit_code == 2
 
 
 def test_history_stream_closes_every_month_before_the_open_ones() -> None:
