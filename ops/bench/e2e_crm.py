@@ -5,10 +5,12 @@ different: one rate change re-evaluates every line of its contract and labor cat
 fan-out), and it comes through the other connector (MariaDB binlog). Needs the local stack
 and a running ``billsync run`` on the same ``ERP_DB_URL``.
 
-The bench picks a billed timesheet line of a time-and-materials contract, inserts a probe:
-an approved timesheet of one hour on that line's employee and project, dated today, and
-waits until the ERP bills it (its billable amount is then the rate, as nothing of it is
-covered by a retainer). Then it sets the rate row that prices the probe (the contract's
+The bench picks a billed timesheet line of an active time-and-materials or retainer contract
+(``--contract`` to choose it), inserts a probe: an approved timesheet of one hour on that
+line's employee and project, dated today, approved now, and waits until the ERP bills it
+with nothing covered by a retainer (the latest approval of its month comes last in the
+retainer's order, so a retainer whose month is used up covers none of it); its billable
+amount is then the rate. Then it sets the rate row that prices the probe (the contract's
 rate for the employee's labor category in force today) to a new value ``rate`` times per
 second for ``seconds`` seconds, each value unique (the original + k cents), and polls the
 probe's ERP line every ``poll_s``. Each value seen in the ERP is one sample: latency = the
@@ -44,9 +46,9 @@ CENT = Decimal("0.01")
 def _probe_target(
     psa: Engine, crm: Engine, erp: Engine, contract_id: str | None
 ) -> tuple[str, str, str, str]:
-    """(employee, project, contract, rate_id) of a billed line of a time-and-materials
-    contract (``contract_id`` if given) whose employee's category has exactly one rate in
-    force today."""
+    """(employee, project, contract, rate_id) of a billed line of an active time-and-materials
+    or retainer contract (``contract_id`` if given) whose employee's category has exactly
+    one rate in force today."""
     today = date.today()  # noqa: DTZ011  # the probe's work date, a calendar day
     query = (
         select(billing_line_state.c.source_id, billing_line_state.c.contract_id)
@@ -62,7 +64,7 @@ def _probe_target(
         tm = set(
             conn.execute(
                 select(contracts.c.contract_id).where(
-                    contracts.c.contract_type == "time_and_materials",
+                    contracts.c.contract_type.in_(("time_and_materials", "retainer")),
                     contracts.c.status == "active",
                 )
             ).scalars()
@@ -94,10 +96,15 @@ def _probe_target(
             ).scalars().all()  # fmt: skip
         if len(rates) == 1:
             return row.employee_id, row.project_id, line_contract, rates[0]
+    if contract_id is not None:
+        raise StackError("erp", f"contract {contract_id}: no billed line of it as an active "
+                         "time-and-materials or retainer contract with one rate in force today "
+                         "for the line's labor category")  # fmt: skip
     raise StackError(
         "erp",
-        "no billed line of an active time-and-materials contract with one rate in force today: "
-        "seed the sources (`billsync db seed`), start `billsync run`, then run the bench again",
+        "no billed line of an active time-and-materials or retainer contract with one rate in "
+        "force today: seed the sources (`billsync db seed`), start `billsync run`, then run "
+        "the bench again",
     )
 
 
@@ -177,7 +184,8 @@ def run_crm_e2e(
         while (state := _probe_state(erp, probe)) is None or state[0] != original:
             if time.monotonic() > deadline:
                 raise StackError("erp", f"the probe line {probe} was not billed at {original} "
-                                 f"within {drain_s:.0f} s: is `billsync run` running?")  # fmt: skip
+                                 f"uncovered within {drain_s:.0f} s: is `billsync run` running, "
+                                 "and is the retainer's month used up?")  # fmt: skip
             time.sleep(poll_s)
         say(f"probe billed at {original}; changing the rate {rate}/s for {seconds:.0f}s")
         total = max(1, int(rate * seconds))

@@ -239,6 +239,10 @@ def e2e(
         ),
     ] = Source.psa,
     keep: Annotated[bool, typer.Option(help="keep the inserted timesheets")] = False,
+    contract: Annotated[
+        str | None,
+        typer.Option(help="crm: probe this contract (default: one of a billed line)"),
+    ] = None,
     as_json: JSON = False,
 ) -> None:
     """Changes into a live source; commit-to-ERP latency. Needs `billsync run` running."""
@@ -246,10 +250,14 @@ def e2e(
         from ops.bench.e2e_crm import run_crm_e2e
 
         rate = rate or 2
-        result = run_crm_e2e(get_settings(), rate, seconds, keep=keep, say=_say(as_json))
+        result = run_crm_e2e(
+            get_settings(), rate, seconds, keep=keep, contract=contract, say=_say(as_json)
+        )
     else:
         from ops.bench.e2e import run_e2e
 
+        if contract is not None:
+            raise typer.BadParameter("only with --source crm", param_hint="--contract")
         rate = rate or 200
         result = run_e2e(get_settings(), rate, seconds, keep=keep, say=_say(as_json))
     if as_json:

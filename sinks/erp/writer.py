@@ -68,8 +68,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    and_,
     bindparam,
     delete,
+    func,
     insert,
     select,
     tuple_,
@@ -486,7 +488,20 @@ class ErpWriter:
     def _posted(
         self, conn: Connection, keys: list[LineKey]
     ) -> tuple[dict[LineKey, Posted], dict[LineKey, dict[str, Any]]]:
-        """Per item: what the ledger holds, and its newest entry (the dims it was posted with)."""
+        """Per item: what the ledger holds, and its newest entry (the dims it was posted with).
+
+        PostgreSQL sums each item's entries in the query and returns one row per item (its
+        newest entry with the sums: :func:`ledger_totals_query`), so a batch reads one row
+        per item however often the item was corrected; ``NUMERIC`` sums are exact. SQLite
+        stores amounts as text, and its ``sum`` would make floats of them: there the entries
+        are read and summed here, as ``Decimal``."""
+        if conn.dialect.name == "postgresql":
+            return self._posted_totals(conn, keys)
+        return self._posted_rows(conn, keys)
+
+    def _posted_rows(
+        self, conn: Connection, keys: list[LineKey]
+    ) -> tuple[dict[LineKey, Posted], dict[LineKey, dict[str, Any]]]:
         out: dict[LineKey, Posted] = {}
         last: dict[LineKey, dict[str, Any]] = {}
         for source_type, ids in _by_source_type(keys).items():
@@ -498,6 +513,20 @@ class ErpWriter:
                         p.amount + r["amount"], p.tax_amount + r["tax_amount"], p.entries + 1
                     )
                     last[k] = dict(r)
+        return out, last
+
+    def _posted_totals(
+        self, conn: Connection, keys: list[LineKey]
+    ) -> tuple[dict[LineKey, Posted], dict[LineKey, dict[str, Any]]]:
+        out: dict[LineKey, Posted] = {}
+        last: dict[LineKey, dict[str, Any]] = {}
+        columns = [c.name for c in t.erp_billing_transactions.columns]
+        for source_type, ids in _by_source_type(keys).items():
+            for chunk in _chunks(ids):
+                for r in conn.execute(ledger_totals_query(source_type, chunk)).mappings():
+                    k = (r["source_type"], r["source_id"])
+                    out[k] = Posted(r[_SUM_AMOUNT], r[_SUM_TAX], r[_ENTRIES])
+                    last[k] = {c: r[c] for c in columns}
         return out, last
 
     def _write_lines(
@@ -672,6 +701,34 @@ def ledger_query(source_type: str, source_ids: Sequence[str]) -> Select[Any]:
         select(tx)
         .where(tx.c.source_type == source_type, tx.c.source_id.in_(source_ids))
         .order_by(tx.c.source_id, tx.c.seq)
+    )
+
+
+_SUM_AMOUNT, _SUM_TAX, _ENTRIES, _LAST_SEQ = "sum_amount", "sum_tax_amount", "entries", "last_seq"
+
+
+def ledger_totals_query(source_type: str, source_ids: Sequence[str]) -> Select[Any]:
+    """Per item of some items of one type: its newest ledger entry, with the sums of its
+    entries' amounts and taxes and their count. The sums are grouped over the full key of
+    ``ix_ebt_item_seq``; the newest entry is found by that key too (seq = max). For
+    PostgreSQL, whose ``NUMERIC`` sums are exact (:meth:`ErpWriter._posted`)."""
+    tx = t.erp_billing_transactions
+    totals = (
+        select(
+            tx.c.source_id,
+            func.sum(tx.c.amount).label(_SUM_AMOUNT),
+            func.sum(tx.c.tax_amount).label(_SUM_TAX),
+            func.count().label(_ENTRIES),
+            func.max(tx.c.seq).label(_LAST_SEQ),
+        )
+        .where(tx.c.source_type == source_type, tx.c.source_id.in_(source_ids))
+        .group_by(tx.c.source_id)
+        .subquery("totals")
+    )
+    return (
+        select(tx, totals.c[_SUM_AMOUNT], totals.c[_SUM_TAX], totals.c[_ENTRIES])
+        .join(totals, and_(tx.c.source_id == totals.c.source_id, tx.c.seq == totals.c[_LAST_SEQ]))
+        .where(tx.c.source_type == source_type)
     )
 
 
