@@ -12,8 +12,8 @@ How: each batch is applied in ONE database transaction that
    changes between two period events together; each close or reopen at its own point);
 2. reads what the ERP already holds for those lines (``billing_line_state`` and the ledger,
    by the full key (source_type, source_id) of their indexes: a batch reads only its own
-   items' rows, whatever the ledger's size), so the *database* is the truth, not the
-   dataflow's memory;
+   items' rows, whatever the ledger's size; on PostgreSQL one ledger row per item, the sums
+   taken in the query), so the *database* is the truth, not the dataflow's memory;
 3. posts **each step in turn**: step i appends the entries from step i-1's target (the first
    step: from what the ledger holds) to step i's (:func:`dataflows.billing.ledger.postings`:
    a changed ledger dimension is a reversal under the old dimensions and a charge under the
