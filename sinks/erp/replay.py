@@ -38,7 +38,10 @@ Why a coalesced batch posts nothing new. A replay re-sends exactly the units aft
 snapshot, in the same order per partition, so after the prefix every line's last target is
 the one the ERP holds: diffed against the ERP it posts nothing, changes no line state, emits
 no event and marks no recon key. Where the interleaving of partitions differs (several
-sources), the last targets may differ from the ERP's: the difference is posted once.
+sources), the last targets may differ from the ERP's: the difference is posted once, under
+the line's last emission's position, or under the item's newest ledger position when that
+one is later in the same source (:func:`sinks.erp.writer.not_behind`: the ledger's positions
+never go backwards).
 
 What the gate keeps while gathering is bounded by the replay range, and smaller: per line and
 per milestone only its LAST emission (with the flag whether any emission of the prefix

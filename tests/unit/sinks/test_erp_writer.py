@@ -303,3 +303,38 @@ def test_a_stored_line_state_is_updated_in_place(
     with db.connect() as c:
         (row,) = c.execute(select(t.billing_line_state)).mappings().all()
     assert dict(row) == line_row(second, "p2", datetime(2026, 4, 1, tzinfo=UTC))
+
+
+def _positions(db: Engine) -> list[str | None]:
+    tx = t.erp_billing_transactions
+    with db.connect() as c:
+        return [r.source_position for r in c.execute(select(tx).order_by(tx.c.seq))]
+
+
+NEWER, OLDER = "psa:lsn=205968:tx=3451:commit=205912", "psa:lsn=196256:tx=3430:commit=161136"
+
+
+def test_a_coalesced_correction_never_posts_behind_the_items_newest_position(
+    writer: ErpWriter, db: Engine
+) -> None:
+    """chaos 01 on 2 processes of 2 (2026-12-01): the killed run last posted the line at tx
+    3451; the replay, interleaving the sources otherwise, ended the line's prefix at tx 3430
+    with another target. The difference is posted once, under the newer position: the
+    ledger's positions never go backwards in the source's commit order."""
+    from ops.reads.audit.positions import position_regressions
+
+    writer.apply([em(target("960.00"), NEWER)])
+    result = writer.apply_coalesced([em(target("480.00"), OLDER)], finals={}, periods=[],
+                                    covers=())  # fmt: skip
+    assert [e.amount for e in result.entries] == [D("-480.00")]
+    assert _positions(db) == [NEWER, NEWER]
+    tx = t.erp_billing_transactions
+    with db.connect() as c:
+        rows = c.execute(select(tx).order_by(tx.c.source_id, tx.c.seq)).mappings().all()
+    assert list(position_regressions(rows)) == []
+    # a correction whose own position is the newer one keeps it; normal batches are untouched
+    writer.apply_coalesced([em(target("300.00"), "psa:lsn=300000:tx=4000:commit=300000")],
+                           finals={}, periods=[], covers=())  # fmt: skip
+    writer.apply([em(target("200.00"), "crm:mariadb-bin.000001:100:row=0")])
+    assert _positions(db)[2:] == ["psa:lsn=300000:tx=4000:commit=300000",
+                                  "crm:mariadb-bin.000001:100:row=0"]  # fmt: skip
