@@ -265,7 +265,9 @@ def run_in_process(
     to keep across runs (its lines are the latest over all of them)."""
     sink = sink if sink is not None else CountingSink()
     with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
-        options, segment_dir = _recovery_options(recovery, workers)
+        if recovery is not None:
+            _make_store(recovery, workers)
+        options, segment_dir = _recovery_options(recovery)
         flow = _flow(schemas, records, sink, Path(tmp) / "clock",
                      gate=None if recovery is not None else GATED,
                      segment_dir=segment_dir)  # fmt: skip
@@ -284,18 +286,23 @@ def _free_ports(n: int) -> list[int]:
     return list(range(base, base + n))
 
 
-def _recovery_options(recovery: Path | None, partitions: int) -> tuple[dict[str, Any], Path | None]:
-    """Bytewax's recovery option and the billing step's segment directory for a run that
-    resumes ``recovery`` (the store made with ``partitions`` partitions on first use)."""
-    if recovery is None:
-        return {}, None
+def _make_store(recovery: Path, partitions: int) -> None:
+    """The Bytewax recovery store under ``recovery``, with ``partitions`` partitions, unless
+    an earlier run made it."""
     store = recovery / "store"
     if not store.exists():
         store.mkdir(parents=True)
         init_db_dir(store, partitions)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
+
+
+def _recovery_options(recovery: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """Bytewax's recovery option and the billing step's segment directory for a run that
+    resumes the store under ``recovery`` (made by :func:`_make_store`)."""
+    if recovery is None:
+        return {}, None
     segment_dir = recovery / "finals"
     segment_dir.mkdir(exist_ok=True)
-    return {"recovery_config": RecoveryConfig(str(store))}, segment_dir  # type: ignore[no-untyped-call]  # idem
+    return {"recovery_config": RecoveryConfig(str(recovery / "store"))}, segment_dir  # type: ignore[no-untyped-call]  # idem
 
 
 def run_processes(
@@ -316,11 +323,11 @@ def run_processes(
         data.write_bytes(pickle.dumps((schemas, list(records))))
         clock = Clock.create(Path(tmp) / "clock", len({source_of(r.topic) for r in records}))
         if recovery is not None:
-            _recovery_options(recovery, processes * workers)  # made once, before the processes
+            _make_store(recovery, processes * workers)  # once, before the processes
         addresses = ",".join(f"127.0.0.1:{p}" for p in _free_ports(processes))
         procs = []
         for i in range(processes):
-            lines = f"{tmp}/lines-{i}.pickle"
+            lines = f"{tmp}/lines-{i}.pickle" if sink is not None else "-"  # wanted or not
             argv = [sys.executable, "-m", "ops.bench.cluster", str(data), addresses, str(i),
                     str(workers), str(clock), str(recovery or "-"), lines]  # fmt: skip
             # our own interpreter and module, no shell
@@ -348,13 +355,13 @@ def run_processes(
 
 
 def _main(argv: Sequence[str]) -> str:
-    """One process of :func:`run_processes`: its report, one JSON line (and the lines that
-    reached its ERP step, pickled to the file the parent names)."""
+    """One process of :func:`run_processes`: its report, one JSON line (and, when the parent
+    names a file, the lines that reached its ERP step, pickled there)."""
     data, addresses, proc_id, workers, clock_file, recovery, lines_file = argv
     schemas, records = pickle.loads(Path(data).read_bytes())  # noqa: S301  # see run_processes
     sink = CountingSink()
     resume = None if recovery == "-" else Path(recovery)
-    options, segment_dir = _recovery_options(resume, 0)  # the parent made the store
+    options, segment_dir = _recovery_options(resume)  # the parent made the store
     flow = _flow(schemas, records, sink, Path(clock_file),
                  gate=None if resume is not None else GATED, segment_dir=segment_dir)  # fmt: skip
     began = time.perf_counter()
@@ -362,7 +369,8 @@ def _main(argv: Sequence[str]) -> str:
         flow, addresses.split(","), int(proc_id), worker_count_per_proc=int(workers), **options
     )  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
     seconds = time.perf_counter() - began
-    Path(lines_file).write_bytes(pickle.dumps(sink.lines))
+    if lines_file != "-":
+        Path(lines_file).write_bytes(pickle.dumps(sink.lines))
     return json.dumps({"seconds": seconds, "emissions": sink.emissions, "digest": sink.digest()})
 
 
