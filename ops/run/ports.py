@@ -71,10 +71,17 @@ def _free(base: int, n: int) -> bool:
             s.close()
 
 
+# every port free_cluster_ports handed out in this process: a port is free when picked but
+# stays unbound until its user starts, so without this a later pick could hand it out again
+# (the e2e harness picks a flow's cluster ports and its metrics ports apart)
+_handed_out: set[int] = set()
+
+
 def free_cluster_ports(n: int, ephemeral: range | None = None) -> int:
-    """The first of ``n`` consecutive loopback ports that are free now and outside the
-    ephemeral range (tests and benches: one cluster each, picked at random from 20000 up to
-    the range, so that concurrent runs seldom try the same)."""
+    """The first of ``n`` consecutive loopback ports that are free now, outside the
+    ephemeral range, and not handed out before by this process (tests and benches: one
+    cluster each, picked at random from 20000 up to the range, so that concurrent runs
+    seldom try the same)."""
     ephemeral = ephemeral if ephemeral is not None else ephemeral_range()
     low, top = 20000, 32768
     if ephemeral is not None:
@@ -84,6 +91,9 @@ def free_cluster_ports(n: int, ephemeral: range | None = None) -> int:
     rnd = random.Random()  # noqa: S311  # a port to try, not a secret
     for _ in range(200 if top - n > low else 0):
         base = rnd.randrange(low, top - n)
-        if clash(base, n, ephemeral) is None and _free(base, n):
+        ports = range(base, base + n)
+        if _handed_out.isdisjoint(ports) and clash(base, n, ephemeral) is None \
+                and _free(base, n):  # fmt: skip
+            _handed_out.update(ports)
             return base
     raise OSError(f"no {n} consecutive free loopback ports in {low}..{top - 1}")

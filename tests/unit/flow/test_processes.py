@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine
 
+from ops.run.ports import free_cluster_ports
 from tests.unit.flow.test_flow import RUNNERS, ledger_sums, run, state_rows
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_two_processes_equal_one_worker(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'procs.sqlite3'}"
-    addresses = ",".join(f"127.0.0.1:{_free_port()}" for _ in range(2))
+    base = free_cluster_ports(2)  # below the ephemeral range: ops/run/ports.py
+    addresses = ",".join(f"127.0.0.1:{base + i}" for i in range(2))
     procs = [
         subprocess.Popen(  # noqa: S603  # this test's own helper module
             [sys.executable, "-m", "tests.unit.flow.two_processes", url, addresses, str(i)],
