@@ -36,6 +36,7 @@ from dataflows.billing.mappings import Mappings
 from dataflows.cdc.deadletter import dead_letter
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.emissions import PARTITION, SinkItem
+from dataflows.journal import Compaction
 from dataflows.logic import BillingLogic
 from dataflows.ordering import Letter, Ordered, orderer_factory
 from dataflows.progress import PROGRESS
@@ -82,13 +83,16 @@ def build_flow(
     segment_dir: Path | None = None,
     topics: Sequence[str] = (),
     segment_retention_s: float = 0.0,
+    compaction: Compaction = "fork",
 ) -> Dataflow:
     """Wire the billing flow. ``decoder`` is called once per worker (it holds caches).
 
     ``segment_dir`` (beside the recovery store) receives the stubs of final items once per
     close instead of in every snapshot (:mod:`dataflows.snapshots`), and the billing step's
     base and journal (:mod:`dataflows.journal`), whose files of old generations are deleted
-    once older than ``segment_retention_s`` (the recovery store's backup interval).
+    once older than ``segment_retention_s`` (the recovery store's backup interval). A new
+    base is written by a forked child (``compaction="fork"``, where the platform has a
+    copy-on-write fork) or in the flow's thread (``"inline"``), :mod:`dataflows.journal`.
     ``topics``: the topics the source reads; the ordering stage waits for a source's
     transactions only when its transaction topic is among them."""
     new_orderer = orderer_factory(topics)
@@ -142,7 +146,12 @@ def build_flow(
 
     def billing(resume: bytes | None) -> BillingLogic:
         return BillingLogic(
-            mappings, resume, segment_dir, new_orderer, retain_s=segment_retention_s
+            mappings,
+            resume,
+            segment_dir,
+            new_orderer,
+            retain_s=segment_retention_s,
+            compaction=compaction,
         )
 
     billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))

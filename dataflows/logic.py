@@ -28,7 +28,7 @@ from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
 from dataflows.emissions import Emission, Progress
-from dataflows.journal import MIN_CHANGES, Journal, Journaled, replay
+from dataflows.journal import MIN_CHANGES, Compaction, Journal, Journaled, replay
 from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
 from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
@@ -70,6 +70,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         *,
         retain_s: float = 0.0,
         journal_min_changes: int = MIN_CHANGES,
+        compaction: Compaction = "inline",
     ) -> None:
         # final items' stubs, the base and the journal are written once to files here
         self._segments = SegmentStore(segment_dir) if segment_dir is not None else None
@@ -79,7 +80,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
             if self._segments is None:
                 return None
             return Journal(self._segments, retain_s=retain_s, min_changes=journal_min_changes,
-                           ref=ref)  # fmt: skip
+                           ref=ref, compaction=compaction)  # fmt: skip
 
         self._new_orderer = new_orderer or orderer_factory(())
         # per input partition ("topic:partition"), the highest offset applied
@@ -104,6 +105,8 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
             rebuilt = replay(state, self._segments)
             self._engine = rebuilt.engine
             self._journal = journal(state)
+            if rebuilt.periods and self._journal is not None:  # a close in the journal: a
+                self._journal.compact_next()  # base soon (dataflows/journal.py)
             if rebuilt.touched.lines or rebuilt.touched.schedule:
                 touched += emissions(rebuilt.touched, REEVALUATION, None,
                                      self._engine.closed_through)  # fmt: skip

@@ -117,16 +117,25 @@ class SegmentStore:
         """Write ``blob`` once as ``<prefix>-<sha256>.seg`` (temporary name, fsync, rename);
         its file name."""
         name = f"{prefix}-{hashlib.sha256(blob).hexdigest()[:32]}.seg"
-        path = self.directory / name
-        if not path.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+        if not (self.directory / name).exists():
+            self.write(name, blob)
         return name
+
+    def write(self, name: str, blob: bytes) -> None:
+        """Write ``blob`` as ``name``, whole or not at all: a temporary name, fsync, rename."""
+        path = self.directory / name
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def name_all(self, segments: Iterable[FinalSegment]) -> None:
+        """Write every one of ``segments`` not written yet (and remember their names)."""
+        for segment in segments:
+            self.name_of(segment)
 
     def read(self, name: str) -> bytes:
         """The bytes of a file a snapshot names; a clear error when it is missing."""

@@ -23,7 +23,10 @@ world's memory cannot mix into the other's figures. Figures of a world:
   Bytewax stores plus the journal file it wrote) — what an epoch pays. ``compaction_s`` and
   ``base_bytes``: writing a new base of the whole state (segments by reference), what an
   epoch pays when the journal is compacted (after a close, or about once per
-  state-sized number of changes). ``inline_snapshot_bytes`` is the state pickled with its
+  state-sized number of changes), in the flow's thread (``BILLSYNC_COMPACTION=inline``); the
+  same compaction forked (the default): ``compaction_fork_pause_s``, the flow's pause (the
+  snapshot call: the fork), and ``compaction_fork_child_s``, until the child's base was
+  written and adopted. ``inline_snapshot_bytes`` is the state pickled with its
   segments inline (no ``segment_dir``);
 - ``unpickle_s``: loading the base (and its segment files) in this process;
 - ``resume_s``: a fresh Python process (what a restart after ``kill -9`` is) that reads the
@@ -56,6 +59,7 @@ from billsync.model import ContractRate
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
 from dataflows.emissions import Emission
+from dataflows.journal import Journal, fork_supported
 from dataflows.logic import BillingLogic
 from dataflows.ordering import Unit
 from dataflows.snapshots import SegmentStore, dumps, loads
@@ -71,6 +75,7 @@ from decimal import Decimal
 from pathlib import Path
 from dataflows.billing.mappings import load_mappings
 from billsync.change import Change, Op, SourcePosition
+from dataflows.journal import Journal, fork_supported
 from dataflows.logic import BillingLogic
 from billsync.model import ContractRate
 from dataflows.ordering import Unit
@@ -187,6 +192,7 @@ def measure(
         began = time.perf_counter()
         ref = loads(logic.snapshot(), None)[0]  # an epoch that compacts: a new base
         compaction_s = time.perf_counter() - began
+        forked = _forked_compaction(logic, journal_state)
         base = segment_dir / ref.base
         began = time.perf_counter()
         loads(base.read_bytes(), SegmentStore(segment_dir))
@@ -226,6 +232,7 @@ def measure(
         "segment_bytes": segment_bytes,
         "first_snapshot_s": round(first_snapshot_s, 3),
         "compaction_s": round(compaction_s, 3),
+        **forked,
         "epoch_lines": epoch_lines,
         "epoch_snapshot_bytes": epoch_snapshot_bytes,
         "epoch_snapshot_s": round(epoch_snapshot_s, 4),
@@ -234,6 +241,27 @@ def measure(
         "resume_rss_mb": resumed["rss_mb"],
         "resumed_lines": resumed["lines"],
         "resumed_finals": resumed["finals"],
+    }
+
+
+def _forked_compaction(logic: BillingLogic, journal: Journal) -> dict[str, Any]:
+    """The same compaction forked (``BILLSYNC_COMPACTION=fork``): the flow's pause, and the
+    child's time until the base was adopted; empty where there is no copy-on-write fork."""
+    if not fork_supported():
+        return {}
+    journal.compaction = "fork"
+    journal.compact_next()
+    began = time.perf_counter()
+    logic.snapshot()
+    pause_s = time.perf_counter() - began  # the snapshot call: the fork and a journal file
+    journal.wait()
+    child_s = time.perf_counter() - began
+    journal.compaction = "inline"
+    if journal.compacting or journal.ref is None or "-" not in journal.ref.base:
+        raise BenchError("the forked compaction wrote no base")
+    return {
+        "compaction_fork_pause_s": round(pause_s, 4),
+        "compaction_fork_child_s": round(child_s, 3),
     }
 
 

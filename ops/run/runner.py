@@ -224,6 +224,7 @@ def production_flow(settings: Settings) -> Dataflow:
         ),
         segment_dir=recovery_dir(settings) / "finals",
         segment_retention_s=settings.recovery_backup_interval_s,
+        compaction=settings.compaction,
         topics=settings.input_topics,
     )
 
@@ -269,6 +270,7 @@ def replay_file(
         topics=sorted({str(r.topic) for r in records}),
         segment_dir=None if recovery is None else recovery / "finals",
         segment_retention_s=settings.recovery_backup_interval_s,
+        compaction=settings.compaction,
     )
     interval = snapshot_interval
     if interval is None and recovery is not None:

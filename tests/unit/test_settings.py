@@ -94,3 +94,12 @@ def test_the_flow_reads_the_transaction_topics_of_its_sources(
     assert s.input_topics == (*s.source_topics, s.periods_topic, *transaction_topics)  # default
     off = Settings(**{**overrides, "transactions": False})  # type: ignore[arg-type]  # test overrides
     assert off.input_topics == (*s.source_topics, s.periods_topic)
+
+
+def test_compaction_is_fork_or_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().compaction == "fork"
+    monkeypatch.setenv("BILLSYNC_COMPACTION", "inline")
+    assert Settings().compaction == "inline"
+    monkeypatch.setenv("BILLSYNC_COMPACTION", "background")
+    with pytest.raises(ValidationError, match="'fork' or 'inline'"):
+        Settings()
