@@ -12,21 +12,27 @@ with nothing covered by a retainer (the latest approval of its month comes last 
 retainer's order, so a retainer whose month is used up covers none of it); its billable
 amount is then the rate. Then it sets the rate row that prices the probe (the contract's
 rate for the employee's labor category in force today) to a new value ``rate`` times per
-second for ``seconds`` seconds, each value unique (the original + k cents), and polls the
-probe's ERP line every ``poll_s``. Each value seen in the ERP is one sample: latency = the
-PostgreSQL commit timestamp of the writer's transaction that wrote it (``track_commit_timestamp``)
-minus the time the bench's MariaDB ``COMMIT`` returned (MariaDB keeps no commit timestamps;
-the return is at most the commit call's duration after the commit, so a sample is that much
-short). Both clocks are this host's (the stack and docker-compose run on one host). A value
-overwritten by the next before a poll gives no sample. Afterwards the rate is set back and
-the probe deleted (the flow posts the reversals) unless ``keep``.
+second for ``seconds`` seconds, each value unique and rising (the original + k cents), and
+waits until the probe's ERP line holds the last one (polled every ``poll_s``).
+
+Every change is one sample, read from the probe's ledger afterwards: the ERP posts the
+probe's difference in each writer transaction that changed it, so the running sum of its
+entries is the value the ERP held after each of those commits. Change k's latency = the
+PostgreSQL commit timestamp (``track_commit_timestamp``) of the first entry after which the
+ERP held value k or a later one — a change overtaken by the next before the ERP posted it
+counts as done when the later one was posted, which is when the ERP stopped being behind
+it — minus the time the bench's MariaDB ``COMMIT`` of change k returned (MariaDB keeps no
+commit timestamps; the return is at most the commit call's duration after the commit, so a
+sample is that much short). Both clocks are this host's (the stack and docker-compose run
+on one host). Afterwards the rate is set back and the probe deleted (the flow posts the
+reversals) unless ``keep``.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,7 +43,7 @@ from billsync.errors import StackError
 from billsync.settings import Settings
 from connectors.sources import contract_rates, contracts, employees, projects, timesheets
 from ops.bench.e2e import _COMMITTED_AT, _pct, _require_commit_timestamps
-from sinks.erp.tables import billing_line_state
+from sinks.erp.tables import billing_line_state, erp_billing_transactions
 
 NOTE = "bench-e2e-crm"
 CENT = Decimal("0.01")
@@ -123,6 +129,40 @@ def _probe_state(erp: Engine, probe: int) -> tuple[Decimal, datetime] | None:
     return Decimal(row[0]), row[2]
 
 
+def ledger_latencies(
+    entries: Sequence[tuple[Decimal, datetime]], original: Decimal, commits: Sequence[datetime]
+) -> list[float]:
+    """Per change k (``commits[k-1]``: its COMMIT returned, value ``original`` + k cents), the
+    seconds until the ERP held value k or a later one: ``entries`` are the probe's ledger
+    entries in order, (amount, commit time), whose running sum is the value the ERP held
+    (module doc). Changes the ERP never reached give no sample."""
+    reached: list[tuple[Decimal, datetime]] = []  # (changes the ERP is up to, since when)
+    total = Decimal(0)
+    for amount, at in entries:
+        total += amount
+        reached.append(((total - original) / CENT, at))
+    out = []
+    i = 0
+    for k, committed in enumerate(commits, 1):
+        while i < len(reached) and reached[i][0] < k:
+            i += 1
+        if i == len(reached):
+            break
+        out.append((reached[i][1] - committed).total_seconds())
+    return out
+
+
+def _probe_entries(erp: Engine, probe: int) -> list[tuple[Decimal, datetime]]:
+    t = erp_billing_transactions
+    with erp.connect() as conn:
+        rows = conn.execute(
+            select(t.c.amount, _COMMITTED_AT)
+            .where(t.c.source_type == "timesheet", t.c.source_id == str(probe))
+            .order_by(t.c.seq)
+        ).all()
+    return [(Decimal(amount), at) for amount, at in rows]
+
+
 def run_crm_e2e(
     settings: Settings,
     rate: float,
@@ -177,8 +217,8 @@ def run_crm_e2e(
             )
         return datetime.now(UTC)  # COMMIT has returned
 
-    samples: dict[int, float] = {}
-    committed: dict[Decimal, tuple[int, datetime]] = {}
+    commits: list[datetime] = []
+    latencies: list[float] = []
     try:
         deadline = time.monotonic() + drain_s
         while (state := _probe_state(erp, probe)) is None or state[0] != original:
@@ -190,48 +230,38 @@ def run_crm_e2e(
         say(f"probe billed at {original}; changing the rate {rate}/s for {seconds:.0f}s")
         total = max(1, int(rate * seconds))
         began = time.monotonic()
-        next_poll = began + poll_s
-
-        def poll() -> None:
-            state = _probe_state(erp, probe)
-            if state is not None and state[0] in committed:
-                k, at = committed[state[0]]
-                samples.setdefault(k, (state[1] - at).total_seconds())
-
         for k in range(1, total + 1):
             time.sleep(max(0.0, began + k / rate - time.monotonic()))
-            value = original + k * CENT
-            committed[value] = (k, set_rate(value))
-            if time.monotonic() >= next_poll:
-                poll()
-                next_poll = time.monotonic() + poll_s
+            commits.append(set_rate(original + k * CENT))
         load_s = time.monotonic() - began
         last = original + total * CENT
         deadline = time.monotonic() + drain_s
-        while total not in samples and time.monotonic() < deadline:
+        while ((state := _probe_state(erp, probe)) is None or state[0] != last) and (
+            time.monotonic() < deadline
+        ):
             time.sleep(poll_s)
-            poll()
+        latencies = ledger_latencies(_probe_entries(erp, probe), original, commits)
     finally:
         set_rate(original)
         if not keep:
             with psa.begin() as conn:
                 conn.execute(delete(timesheets).where(timesheets.c.timesheet_id == probe))
-    latencies = list(samples.values())
     return {
         "source": "crm",
         "changes_per_s": rate,
         "seconds": seconds,
         "achieved_changes_per_s": round(total / load_s, 2) if load_s else None,
         "changes": total,
-        "samples": len(samples),
-        "last_change_seen": total in samples,
+        "samples": len(latencies),
+        "last_change_seen": len(latencies) == total,
         "last_value": str(last),
         "fanout_open_lines": fanout,
         "latency_p50_s": round(_pct(latencies, 50), 3),
         "latency_p95_s": round(_pct(latencies, 95), 3),
+        "latency_p99_s": round(_pct(latencies, 99), 3),
         "latency_max_s": round(max(latencies), 3) if latencies else None,
         "latency_mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
-        "measured": "MariaDB COMMIT returned (bench clock) to ERP write commit (PostgreSQL "
-        "commit timestamp) of the probe line at the new rate",
+        "measured": "MariaDB COMMIT returned (bench clock) to the commit (PostgreSQL commit "
+        "timestamp) of the probe's first ledger entry at that rate or a later one",
         "contract_id": contract_id,
     }

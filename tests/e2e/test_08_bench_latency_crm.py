@@ -2,9 +2,10 @@
 
 Why it exists: the CRM figure of BENCHMARKS.md must mean what it says. The bench changes one
 contract rate (MariaDB, the CRM connector) to a new value again and again and reads, on the
-ERP, when its probe line was written at each value (PostgreSQL commit timestamps). This runs
-it for a few seconds on the test's own firm and flow, and checks that the last value reached
-the ERP, that every sample is an ERP commit after the CRM commit, and that the bench puts
+ERP, when the probe's ledger first held each value or a later one (PostgreSQL commit
+timestamps). This runs it for a few seconds on the test's own firm and flow, and checks that
+the last value reached the ERP, that every change gave a sample, each an ERP commit after
+the CRM commit, and that the bench puts
 the rate back and removes its probe (the flow then bills the firm's line as before).
 """
 
@@ -42,8 +43,8 @@ def test_bench_e2e_crm_times_rate_changes_from_crm_commit_to_erp_commit(
 
     assert result["contract_id"] == f"{prefix}-CON" and result["changes"] == 6
     assert result["last_change_seen"] and result["last_value"] == "100.06"
-    assert 1 <= result["samples"] <= 6
-    assert 0 < result["latency_p50_s"] <= result["latency_max_s"] < 90
+    assert result["samples"] == 6  # one per change, from the probe's ledger
+    assert 0 < result["latency_p50_s"] <= result["latency_p99_s"] <= result["latency_max_s"] < 90
     assert said and f"probe {probe}" in said[0]
     # the rate is back, and the firm's line is billed at it again; the probe is gone
     with sources.crm.connect() as conn:

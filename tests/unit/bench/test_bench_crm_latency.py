@@ -1,0 +1,45 @@
+"""`bench e2e --source crm` takes one sample per rate change from the probe's ledger.
+
+Why: the bench polled the probe's line and sampled only the values that survived a poll, so
+a run gave few samples and no p99 (BENCHMARKS.md, "CRM rate changes"). The ledger holds every
+value the ERP posted, with its commit: change k is done when the ERP first held value k or a
+later one (a change overtaken by the next before the ERP posted it is done with the later).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from ops.bench.e2e_crm import ledger_latencies
+
+D = Decimal
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+@pytest.mark.parametrize(
+    ("entries", "commits", "expected"),
+    [
+        # the charge at the original rate, then one adjustment per change
+        ([(D("100.00"), at(0)), (D("0.01"), at(1.3)), (D("0.01"), at(2.2))],
+         [at(1.0), at(2.0)], [0.3, 0.2]),
+        # changes 1 and 2 posted together (coalesced): both done at that commit
+        ([(D("100.00"), at(0)), (D("0.02"), at(2.5))], [at(1.0), at(2.0)], [1.5, 0.5]),
+        # the ERP never reached change 3: no sample for it
+        ([(D("100.00"), at(0)), (D("0.02"), at(2.5))], [at(1.0), at(2.0), at(3.0)], [1.5, 0.5]),
+        # nothing posted since the charge
+        ([(D("100.00"), at(0))], [at(1.0)], []),
+        # a later reversal (the rate set back after the run) changes no sample
+        ([(D("100.00"), at(0)), (D("0.01"), at(1.5)), (D("-0.01"), at(9))], [at(1.0)], [0.5]),
+    ],
+)  # fmt: skip
+def test_every_change_is_done_at_the_first_commit_holding_it_or_a_later_one(
+    entries: list[tuple[Decimal, datetime]], commits: list[datetime], expected: list[float]
+) -> None:
+    assert ledger_latencies(entries, D("100.00"), commits) == pytest.approx(expected)
