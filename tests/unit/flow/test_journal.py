@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -309,3 +310,23 @@ def test_a_journal_of_other_rules_re_emits_what_it_touched(
     assert touched <= set(again)
     for key in touched:
         assert again[key] == resumed.engine.lines.get(key)
+
+
+@needs_fork
+def test_a_compaction_forked_from_a_worker_thread_is_adopted(
+    tmp_path: Path, stream: list[Item]
+) -> None:
+    """Bytewax calls snapshot() on its worker threads (not Python's main thread with more than
+    one worker): the child must still write its base (it resets signal handlers, which only
+    the main thread may, and a child is its process's main thread)."""
+    logic = billing_step(stream, None, tmp_path, journal_min_changes=10**9, compaction="fork")
+    logic.snapshot()
+    _to_first_close(logic, stream)
+    worker = threading.Thread(target=logic.snapshot)
+    worker.start()
+    worker.join()
+    journal = _journal(logic)
+    assert journal.compacting
+    journal.wait()
+    ref = journal.ref
+    assert ref is not None and ref.generation == 2 and (tmp_path / ref.base).exists()
