@@ -130,17 +130,23 @@ def _probe_state(erp: Engine, probe: int) -> tuple[Decimal, datetime] | None:
 
 
 def ledger_latencies(
-    entries: Sequence[tuple[Decimal, datetime]], original: Decimal, commits: Sequence[datetime]
+    entries: Sequence[tuple[int, Decimal, datetime]],
+    original: Decimal,
+    commits: Sequence[datetime],
+    after_seq: int = -1,
 ) -> list[float]:
     """Per change k (``commits[k-1]``: its COMMIT returned, value ``original`` + k cents), the
-    seconds until the ERP held value k or a later one: ``entries`` are the probe's ledger
-    entries in order, (amount, commit time), whose running sum is the value the ERP held
-    (module doc). Changes the ERP never reached give no sample."""
+    seconds until the ERP held value k or a later one: ``entries`` are the probe item's
+    ledger entries in order, (seq, amount, commit time), whose running sum is the value the
+    ERP held (module doc); only those after ``after_seq`` are this run's (the probe's id may
+    have been an earlier run's probe, whose entries stay in the ledger). Changes the ERP never
+    reached give no sample."""
     reached: list[tuple[Decimal, datetime]] = []  # (changes the ERP is up to, since when)
     total = Decimal(0)
-    for amount, at in entries:
+    for seq, amount, at in entries:
         total += amount
-        reached.append(((total - original) / CENT, at))
+        if seq > after_seq:
+            reached.append(((total - original) / CENT, at))
     out = []
     i = 0
     for k, committed in enumerate(commits, 1):
@@ -152,15 +158,15 @@ def ledger_latencies(
     return out
 
 
-def _probe_entries(erp: Engine, probe: int) -> list[tuple[Decimal, datetime]]:
+def _probe_entries(erp: Engine, probe: int) -> list[tuple[int, Decimal, datetime]]:
     t = erp_billing_transactions
     with erp.connect() as conn:
         rows = conn.execute(
-            select(t.c.amount, _COMMITTED_AT)
+            select(t.c.seq, t.c.amount, _COMMITTED_AT)
             .where(t.c.source_type == "timesheet", t.c.source_id == str(probe))
             .order_by(t.c.seq)
         ).all()
-    return [(Decimal(amount), at) for amount, at in rows]
+    return [(seq, Decimal(amount), at) for seq, amount, at in rows]
 
 
 def run_crm_e2e(
@@ -192,6 +198,8 @@ def run_crm_e2e(
             top = conn.execute(select(func.max(timesheets.c.timesheet_id))).scalar()
         probe_id = int(top or 0) + 2_000_000  # above the PSA bench's block
     probe = probe_id
+    earlier = _probe_entries(erp, probe)  # an earlier run's probe of the same id
+    after_seq = earlier[-1][0] if earlier else -1
     with erp.connect() as conn:
         fanout = conn.execute(
             select(func.count()).where(
@@ -240,7 +248,7 @@ def run_crm_e2e(
             time.monotonic() < deadline
         ):
             time.sleep(poll_s)
-        latencies = ledger_latencies(_probe_entries(erp, probe), original, commits)
+        latencies = ledger_latencies(_probe_entries(erp, probe), original, commits, after_seq)
     finally:
         set_rate(original)
         if not keep:
