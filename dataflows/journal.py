@@ -150,6 +150,7 @@ class _Child:
     base: str  # the file it writes
     base_size: int
     began: float  # time.monotonic() at the fork
+    began_at: float  # time.time() at the fork (the base file's mtime says when it was done)
     entries: list[tuple[str, int]] = field(default_factory=list)  # journal files since, changes
 
 
@@ -304,7 +305,7 @@ class Journal:
         self.last_pause_s = time.perf_counter() - began
         _FORKED.add(pid)
         COMPACTION_SECONDS.labels(phase="fork").observe(self.last_pause_s)
-        self._child = _Child(pid, generation, name, size, time.monotonic())
+        self._child = _Child(pid, generation, name, size, time.monotonic(), time.time())
         self._compact = False  # the base it writes holds everything applied so far
         log.info("compaction_forked", generation=generation, pid=pid, base=name,
                  pause_ms=round(self.last_pause_s * 1000, 1))  # fmt: skip
@@ -336,7 +337,8 @@ class Journal:
                       exit_code=code, seconds=round(took, 1),
                       action="the next snapshot writes the base in the flow's thread")  # fmt: skip
             return
-        COMPACTION_SECONDS.labels(phase="child").observe(took)
+        written_s = max(0.0, path.stat().st_mtime - child.began_at)  # the child's own time
+        COMPACTION_SECONDS.labels(phase="child").observe(written_s)
         self._ref = Journaled(
             child.generation,
             child.base,
@@ -344,7 +346,8 @@ class Journal:
             changes=sum(n for _, n in child.entries),
             base_size=child.base_size,
         )
-        log.info("compaction_done", generation=child.generation, seconds=round(took, 2),
+        log.info("compaction_done", generation=child.generation, written_s=round(written_s, 2),
+                 adopted_after_s=round(took, 2),
                  journal_entries=len(child.entries))  # fmt: skip
         self._sweep(child.generation)
 
