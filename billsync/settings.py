@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     recovery_backup_interval_s: int = 0  # keep older snapshots this long (off-box backups)
     # how the billing step writes a new base of its state (after closes, and about once per
     # state-sized number of changes): "fork" — a forked child pickles it while the flow goes
-    # on (copy-on-write: up to the state's size of memory more while it runs; Linux only,
-    # elsewhere inline); "inline" — in the flow's thread, which pauses for the whole pickle
+    # on (copy-on-write: about the state's size of memory more than inline while it runs;
+    # Linux only, elsewhere inline); "inline" — in the flow's thread, which pauses for the
+    # whole pickle
     compaction: Literal["fork", "inline"] = "fork"
     recon_interval_s: float = 3.0  # recon.snapshots at most this often per changed key
     metrics_port: int = 9464  # Prometheus /metrics and /health on 127.0.0.1; 0 disables

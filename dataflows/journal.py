@@ -76,6 +76,8 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Literal, NoReturn
 
 import structlog
@@ -86,7 +88,7 @@ from billsync.errors import StackError
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.rules import RULES_VERSION
 from dataflows.billing.target import Delta, LineKey, LineUpdate, ScheduleUpdate
-from dataflows.snapshots import SegmentStore, dumps, loads
+from dataflows.snapshots import SegmentStore, dump, dumps, loads
 
 MIN_CHANGES = 20_000  # below this many journaled changes a base is not rewritten
 KEEP_GENERATIONS = 3  # the current generation and the two before it are never deleted
@@ -177,8 +179,10 @@ def _write_base_and_exit(store: SegmentStore, name: str, engine: BillingEngine) 
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):  # not the parent's handlers: just end
             signal.signal(sig, signal.SIG_DFL)
+        with contextlib.suppress(OSError):  # out of memory, the kernel kills this, not the flow
+            Path("/proc/self/oom_score_adj").write_text("1000")
         gc.disable()  # nothing is freed before exit; collections would only copy pages
-        store.write(name, dumps(engine.snapshot(), store))
+        store.write(name, partial(dump, engine.snapshot(), store))  # streamed: no copy in memory
         code = 0
     except BaseException:  # the parent sees the exit status and logs it; stderr says why
         with contextlib.suppress(BaseException):

@@ -39,7 +39,7 @@ from contextvars import ContextVar
 from operator import attrgetter
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 from billsync import change, model
 from billsync.errors import StackError
@@ -121,13 +121,17 @@ class SegmentStore:
             self.write(name, blob)
         return name
 
-    def write(self, name: str, blob: bytes) -> None:
-        """Write ``blob`` as ``name``, whole or not at all: a temporary name, fsync, rename."""
+    def write(self, name: str, blob: bytes | Callable[[BinaryIO], None]) -> None:
+        """Write ``blob`` (bytes, or a function writing them to the file) as ``name``, whole
+        or not at all: a temporary name, fsync, rename."""
         path = self.directory / name
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            fh.write(blob)
+            if isinstance(blob, bytes):
+                fh.write(blob)
+            else:
+                blob(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -187,15 +191,20 @@ class _Unpickler(pickle.Unpickler):
         return self._store.load(pid[1])
 
 
-def dumps(state: object, store: SegmentStore | None) -> bytes:
-    """Pickle ``state``; final segments by reference when there is a ``store``."""
+def dump(state: object, store: SegmentStore | None, file: BinaryIO) -> None:
+    """Pickle ``state`` into ``file``; final segments by reference when there is a ``store``."""
     table = _FAST_TABLE
     if store is not None:
         table = {**_FAST_TABLE, FinalSegment: lambda seg: (_segment, (store.name_of(seg),))}
-    buf = io.BytesIO()
-    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler = pickle.Pickler(file, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = table
     pickler.dump(state)
+
+
+def dumps(state: object, store: SegmentStore | None) -> bytes:
+    """Pickle ``state`` (:func:`dump`) into bytes."""
+    buf = io.BytesIO()
+    dump(state, store, buf)
     return buf.getvalue()
 
 

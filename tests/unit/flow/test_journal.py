@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -204,16 +205,16 @@ def test_a_failed_child_leaves_the_old_base_and_the_next_base_is_written_inline(
     tmp_path: Path, stream: list[Item], monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
     parent = os.getpid()
-    real_dumps = journal_module.dumps
+    real_dump = journal_module.dump
 
-    def dumps_failing_in_the_child(state: object, store: object) -> bytes:
+    def dump_failing_in_the_child(state: object, store: object, file: BinaryIO) -> None:
         if os.getpid() != parent and isinstance(state, EngineState):
             if failure == "error":
                 raise OSError("disk full (simulated)")
             time.sleep(60)  # killed before
-        return real_dumps(state, store)  # type: ignore[arg-type]
+        real_dump(state, store, file)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(journal_module, "dumps", dumps_failing_in_the_child)
+    monkeypatch.setattr(journal_module, "dump", dump_failing_in_the_child)
     if failure == "timeout":
         monkeypatch.setattr(journal_module, "FORK_TIMEOUT_S", 0.5)
     logic = billing_step(stream, None, tmp_path, journal_min_changes=10**9, compaction="fork")
