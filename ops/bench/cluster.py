@@ -38,6 +38,7 @@ from dataflows.cdc.schemas import SchemaSource
 from dataflows.emissions import Emission
 from dataflows.flow import build_flow
 from ops.bench.debezium import Framed
+from ops.run.gctune import tune_gc
 from ops.run.ports import free_cluster_ports
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
@@ -375,4 +376,5 @@ def _main(argv: Sequence[str]) -> str:
 
 
 if __name__ == "__main__":
+    tune_gc()  # as the flow's processes run (ops/run/gctune.py)
     print(_main(sys.argv[1:]))  # the report the parent process reads

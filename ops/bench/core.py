@@ -48,6 +48,7 @@ from dataflows.ordering import orderer_factory
 from ops.bench.cluster import CountingSink, messages, run_in_process, run_processes
 from ops.bench.debezium import Encoder, Framed, in_transactions
 from ops.bench.world import MONTH_EVENTS, change_stream
+from ops.run.gctune import tune_gc
 
 Msg = KafkaSourceMessage[bytes | None, bytes | None]
 BILLING = "decode+billing+memory sink"
@@ -197,7 +198,9 @@ class Options:
 def run_core(
     n: int, opts: Options = Options(), say: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
-    """Generate ``n`` framed events, run the passes, return figures (events/s and ratios)."""
+    """Generate ``n`` framed events, run the passes, return figures (events/s and ratios).
+    The process collects garbage as the flow's do (:mod:`ops.run.gctune`)."""
+    tune_gc()
     began = time.perf_counter()
     encoder, records = encode_stream(
         n, opts.seed, month_events=opts.month_events, closes=opts.closes,

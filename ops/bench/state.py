@@ -64,6 +64,7 @@ from dataflows.logic import BillingLogic
 from dataflows.ordering import Unit
 from dataflows.snapshots import SegmentStore, dumps, loads
 from ops.bench.world import Event, history_stream, open_lines_stream
+from ops.run.gctune import tune_gc
 
 GOAL_RATIO = 1.2  # SPEC 2b: N lines with M open within 1.2x of M open lines
 PROGRESS_EVERY = 5000
@@ -75,13 +76,14 @@ from decimal import Decimal
 from pathlib import Path
 from dataflows.billing.mappings import load_mappings
 from billsync.change import Change, Op, SourcePosition
-from dataflows.journal import Journal, fork_supported
 from dataflows.logic import BillingLogic
 from billsync.model import ContractRate
 from dataflows.ordering import Unit
 from billsync.model import Timesheet
 from dataflows.ordering import Unit
 from ops.bench.state import rss_mb
+from ops.run.gctune import tune_gc
+tune_gc()  # as billsync run does before it resumes
 data = open(sys.argv[1], "rb").read()
 logic = BillingLogic(load_mappings(), data, Path(sys.argv[2]))
 day = date.fromisoformat(sys.argv[3])
@@ -156,7 +158,9 @@ def _contract_changed(engine: BillingEngine) -> Unit:
 def measure(
     lines: int, open_lines: int | None, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Build one world in this process and take its figures (see the module docstring)."""
+    """Build one world in this process and take its figures (see the module docstring); the
+    process collects garbage as the flow's do (:mod:`ops.run.gctune`)."""
+    tune_gc()
     name, events = world(lines, open_lines)
     gc.collect()
     rss0 = rss_mb()

@@ -30,6 +30,7 @@ from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.cdc.schemas import RegistrySchemaSource
 from dataflows.flow import build_flow
 from dataflows.progress import PROGRESS
+from ops.run.gctune import tune_gc
 from ops.topics import admin as topic_admin
 from schemas.registry import TOPICS
 from sinks.erp import writer_lock
@@ -197,6 +198,7 @@ def refuse_second_writer(erp_url: str) -> None:
 
 
 def production_flow(settings: Settings) -> Dataflow:
+    tune_gc()  # ops/run/gctune.py
     erp_url = settings.require("erp_db_url")
     refuse_second_writer(erp_url)
     registry = settings.schema_registry_url
@@ -255,6 +257,7 @@ def replay_file(
     without recovery (Bytewax's default when None). ``batch`` and ``uneven``: how the file
     is read (:class:`~dataflows.capture.CaptureSource`).
     """
+    tune_gc()  # ops/run/gctune.py
     settings = get_settings()
     schemas, records = read_capture(path)
     refuse_second_writer(erp_url)

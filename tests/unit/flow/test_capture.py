@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy import create_engine
 
 from billsync.errors import ConfigError
 from dataflows.capture import CaptureWriter, read_capture
+from ops.run.gctune import THRESHOLDS
 from ops.run.runner import replay_file
 from tests.unit.flow.test_flow import RUNNERS, ledger_sums, run, state_rows, story
 
@@ -29,6 +31,18 @@ def test_capture_round_trip_keeps_bytes_and_schemas(tmp_path: Path) -> None:
     ]
     for schema_id in rec.ids.values():
         assert schemas.fetch(schema_id) == rec.schemas.fetch(schema_id)
+
+
+def test_a_file_run_collects_garbage_as_the_flow_does(tmp_path: Path) -> None:
+    """``run --from-file`` sets the flow's collector thresholds (ops/run/gctune.py) before it
+    builds the flow, as ``billsync run`` does (``production_flow``)."""
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        replay_file(_capture(tmp_path), f"sqlite:///{tmp_path / 'gc.sqlite3'}")
+        assert gc.get_threshold() == THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_replay_from_file_equals_a_direct_run(tmp_path: Path) -> None:
