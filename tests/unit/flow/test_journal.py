@@ -331,3 +331,39 @@ def test_a_compaction_forked_from_a_worker_thread_is_adopted(
     journal.wait()
     ref = journal.ref
     assert ref is not None and ref.generation == 2 and (tmp_path / ref.base).exists()
+
+
+@needs_fork
+def test_a_restart_while_the_child_writes_resumes_from_the_previous_base_and_journal(
+    tmp_path: Path, stream: list[Item], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill during a forked compaction: the snapshots taken meanwhile name the previous base
+    and a journal holding the close, which rebuild the uninterrupted state; the child's base,
+    written after the restart, is named by nothing and changes nothing."""
+    parent = os.getpid()
+    real_dump = journal_module.dump
+
+    def slow_in_the_child(state: object, store: object, file: BinaryIO) -> None:
+        if os.getpid() != parent and isinstance(state, EngineState):
+            time.sleep(1.5)
+        real_dump(state, store, file)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_module, "dump", slow_in_the_child)
+    logic = billing_step(stream, None, tmp_path, journal_min_changes=10**9, compaction="fork")
+    logic.snapshot()
+    cut = _to_first_close(logic, stream)
+    logic.snapshot()  # forks the slow child
+    feed(logic, stream[cut : cut + 60])
+    blob = logic.snapshot()  # the last snapshot before the "kill"
+    assert _journal(logic).compacting and _holds_a_close(_ref(blob), tmp_path)
+    resumed = billing_step(stream, blob, tmp_path, compaction="fork")
+    reference = billing_step(stream, None, None)
+    feed(reference, stream[: cut + 60])
+    for name in COMPARED:
+        assert getattr(resumed.engine.state, name) == getattr(reference.engine.state, name)
+    _journal(logic).wait()  # the first run's child finishes after the restart
+    started, _ = resumed.on_notify()
+    check_started(resumed, list(started))
+    assert feed(resumed, stream[cut + 60 :]) == feed(reference, stream[cut + 60 :])
+    again = billing_step(stream, resumed.snapshot(), tmp_path)
+    assert again.engine.lines == reference.engine.lines
