@@ -254,11 +254,7 @@ class Journal:
         ref = self._ref
         changes = (ref.changes if ref is not None else 0) + self._pending_changes
         due = self._compact or ref is None or changes >= max(self._min_changes, ref.base_size)
-        if (
-            ref is None
-            or (due and self._child is None and not self._fork)
-            or (due and self._inline_next)
-        ):
+        if ref is None or (due and self._child is None and (self._inline_next or not self._fork)):
             self._write_base(engine, ref.generation + 1 if ref is not None else 1)
         else:
             if self._pending:
@@ -293,7 +289,8 @@ class Journal:
     def _fork_base(self, engine: BillingEngine, generation: int) -> None:
         """Start a child writing the engine as it is now as the base of ``generation``."""
         name = f"base-{generation:010d}-{secrets.token_hex(16)}.seg"
-        self._store.name_all(engine.finals.segments)  # the child must not hash or name them
+        for segment in engine.finals.segments:  # written and named here: the child hashes none
+            self._store.name_of(segment)
         size = _state_size(engine)
         _reap()
         began = time.perf_counter()

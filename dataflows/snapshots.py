@@ -118,28 +118,20 @@ class SegmentStore:
         its file name."""
         name = f"{prefix}-{hashlib.sha256(blob).hexdigest()[:32]}.seg"
         if not (self.directory / name).exists():
-            self.write(name, blob)
+            self.write(name, lambda fh: fh.write(blob))
         return name
 
-    def write(self, name: str, blob: bytes | Callable[[BinaryIO], None]) -> None:
-        """Write ``blob`` (bytes, or a function writing them to the file) as ``name``, whole
-        or not at all: a temporary name, fsync, rename."""
+    def write(self, name: str, fill: Callable[[BinaryIO], object]) -> None:
+        """Write file ``name`` with what ``fill`` writes to it, whole or not at all: a
+        temporary name, fsync, rename."""
         path = self.directory / name
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            if isinstance(blob, bytes):
-                fh.write(blob)
-            else:
-                blob(fh)
+            fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-
-    def name_all(self, segments: Iterable[FinalSegment]) -> None:
-        """Write every one of ``segments`` not written yet (and remember their names)."""
-        for segment in segments:
-            self.name_of(segment)
 
     def read(self, name: str) -> bytes:
         """The bytes of a file a snapshot names; a clear error when it is missing."""

@@ -198,7 +198,6 @@ def refuse_second_writer(erp_url: str) -> None:
 
 
 def production_flow(settings: Settings) -> Dataflow:
-    tune_gc()  # ops/run/gctune.py
     erp_url = settings.require("erp_db_url")
     refuse_second_writer(erp_url)
     registry = settings.schema_registry_url

@@ -18,6 +18,7 @@ from billsync.settings import Settings
 from dataflows.progress import PROGRESS
 from ops.reads.metrics import ErpCollector
 from ops.run import watchdog
+from ops.run.gctune import tune_gc
 from ops.run.http import Health, serve
 from ops.run.runner import erp_engine, prepare_recovery, production_flow, recovery_dir
 
@@ -34,6 +35,7 @@ def serve_flow(
     """Run one process of the flow until it stops: recovery prepared, ``/metrics`` and
     ``/health`` served when ``BILLSYNC_METRICS_PORT`` is set (the ERP-side gauges by process
     0 only), the stall watchdog started, then Bytewax's ``cli_main``."""
+    tune_gc()  # this process's collector thresholds (ops/run/gctune.py)
     rc = prepare_recovery(settings, rebuild=rebuild)
     flow = production_flow(settings)
     health: Health | None = None

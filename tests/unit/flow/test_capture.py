@@ -35,7 +35,7 @@ def test_capture_round_trip_keeps_bytes_and_schemas(tmp_path: Path) -> None:
 
 def test_a_file_run_collects_garbage_as_the_flow_does(tmp_path: Path) -> None:
     """``run --from-file`` sets the flow's collector thresholds (ops/run/gctune.py) before it
-    builds the flow, as ``billsync run`` does (``production_flow``)."""
+    builds the flow, as ``billsync run`` does (``serve_flow``)."""
     before = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -135,6 +136,19 @@ def test_an_epoch_snapshot_holds_that_epoch_only(tmp_path: Path, stream: list[It
     assert _ref(logic.snapshot()) == ref  # nothing applied since: nothing written
 
 
+def _in_the_child(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None]) -> None:
+    """Run ``before`` in a forked child before it pickles its base (not in this process)."""
+    parent = os.getpid()
+    real_dump = journal_module.dump
+
+    def dump(state: object, store: object, file: BinaryIO) -> None:
+        if os.getpid() != parent and isinstance(state, EngineState):
+            before()
+        real_dump(state, store, file)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_module, "dump", dump)
+
+
 def _to_first_close(logic: BillingLogic, stream: list[Item]) -> int:
     """Feed ``stream`` up to its first close's transaction; the items fed."""
     for n, item in enumerate(stream, 1):
@@ -204,17 +218,12 @@ def test_a_fork_refused_by_the_kernel_writes_the_base_inline(
 def test_a_failed_child_leaves_the_old_base_and_the_next_base_is_written_inline(
     tmp_path: Path, stream: list[Item], monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
-    parent = os.getpid()
-    real_dump = journal_module.dump
+    def fail() -> None:
+        if failure == "error":
+            raise OSError("disk full (simulated)")
+        time.sleep(60)  # killed before
 
-    def dump_failing_in_the_child(state: object, store: object, file: BinaryIO) -> None:
-        if os.getpid() != parent and isinstance(state, EngineState):
-            if failure == "error":
-                raise OSError("disk full (simulated)")
-            time.sleep(60)  # killed before
-        real_dump(state, store, file)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(journal_module, "dump", dump_failing_in_the_child)
+    _in_the_child(monkeypatch, fail)
     if failure == "timeout":
         monkeypatch.setattr(journal_module, "FORK_TIMEOUT_S", 0.5)
     logic = billing_step(stream, None, tmp_path, journal_min_changes=10**9, compaction="fork")
@@ -340,15 +349,7 @@ def test_a_restart_while_the_child_writes_resumes_from_the_previous_base_and_jou
     """A kill during a forked compaction: the snapshots taken meanwhile name the previous base
     and a journal holding the close, which rebuild the uninterrupted state; the child's base,
     written after the restart, is named by nothing and changes nothing."""
-    parent = os.getpid()
-    real_dump = journal_module.dump
-
-    def slow_in_the_child(state: object, store: object, file: BinaryIO) -> None:
-        if os.getpid() != parent and isinstance(state, EngineState):
-            time.sleep(1.5)
-        real_dump(state, store, file)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(journal_module, "dump", slow_in_the_child)
+    _in_the_child(monkeypatch, lambda: time.sleep(1.5))
     logic = billing_step(stream, None, tmp_path, journal_min_changes=10**9, compaction="fork")
     logic.snapshot()
     cut = _to_first_close(logic, stream)
