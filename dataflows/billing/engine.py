@@ -35,7 +35,7 @@ from billsync.model import ROW_TYPES, Row
 from dataflows.billing.allocation import Book
 from dataflows.billing.books import Books
 from dataflows.billing.closes import Closes
-from dataflows.billing.finals import Finals
+from dataflows.billing.finals import Finals, FinalSegment
 from dataflows.billing.index import MS, TS, Index, Rows
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.output import Merge, current
@@ -75,13 +75,28 @@ class EngineState:
     positions: dict[str, dict[str, Position]] = field(default_factory=dict)
     # the rules.RULES_VERSION the targets were computed with (absent in older snapshots)
     rules_version: int = RULES_VERSION
+    # which of how many shards this state evaluates (shards.py); (0, 1): all of it
+    shard: int = 0
+    shards: int = 1
 
 
 class BillingEngine:
     """Incremental SPEC 2 over one :class:`EngineState`; its parts share that state."""
 
-    def __init__(self, mappings: Mappings, state: EngineState | None = None) -> None:
-        self.state = st = state if state is not None else EngineState(mappings=mappings)
+    def __init__(
+        self,
+        mappings: Mappings,
+        state: EngineState | None = None,
+        *,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
+        if state is None:
+            if not 0 <= shard[0] < shard[1]:
+                raise ValueError(f"shard {shard[0]} of {shard[1]}: not a shard")
+            state = EngineState(mappings=mappings, shard=shard[0], shards=shard[1])
+        self.state = st = state
+        if "shards" not in vars(st):  # from before shards: the whole state
+            st.shard, st.shards = 0, 1
         self._rows = Rows(st)  # the rules' Context
         self._books = Books(st, self._rows)
         self._recomputer = Recomputer(st, self._rows, self._books)
@@ -142,6 +157,11 @@ class BillingEngine:
         """The latest closed accounting period at this point of the stream."""
         return self._closes.latest
 
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(this shard, of how many): the items this engine evaluates (``shards.py``)."""
+        return self.state.shard, self.state.shards
+
     def row(self, table: str, key: str) -> Row | None:
         return self.state.rows.get(table, {}).get(key)
 
@@ -190,6 +210,28 @@ class BillingEngine:
         for d in deltas:
             merged.add(d)
         return [merged.delta()]
+
+    # --- shards (shards.py) ---------------------------------------------------------------
+    def own_segments(self, since: int) -> list[FinalSegment]:
+        """The final segments this engine's closes made from segment number ``since`` on
+        (``finals.next_seq`` before the unit): what the other shards must import."""
+        return [seg for seg in self.state.finals.segments if seg.seq >= since]
+
+    def import_finals(self, segments: Sequence[FinalSegment]) -> None:
+        """Another shard's closes made these items final: keep their stubs (so that any
+        shard can tell a final item and a stale change of it) and drop what this shard kept
+        of them as open rows. Emits nothing: this shard evaluated none of them."""
+        st = self.state
+        for seg in segments:
+            stubs = list(seg)
+            for stub in stubs:
+                table = "timesheets" if stub.key[0] == TS else "milestones"
+                if stub.key in st.lines or stub.key in st.candidates:
+                    raise AssertionError(f"{stub.key}: final in another shard, open here")
+                row = st.rows[table].pop(stub.key[1], None)
+                st.positions.get(table, {}).pop(stub.key[1], None)
+                self._rows.reindex(table, stub.key[1], row, None)
+            st.finals.add(seg.period, stubs)
 
     def with_mappings(self, mappings: Mappings) -> Delta:
         """Adopt new reference mappings (changed at start), or the current rules, and

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from billsync.model import ContractAmendment, ContractRate, Row
 from dataflows.billing.lookup import RowLookup
 from dataflows.billing.rules import AMENDMENT_STATUSES
+from dataflows.billing.shards import shard_of
 from dataflows.billing.target import SourceType
 
 if TYPE_CHECKING:  # EngineState stays in engine.py (pickles name it there), which imports us
@@ -58,9 +59,24 @@ class Rows(RowLookup):
         # them): derived, not pickled, so that a classification does not scan every amendment
         # a contract ever had
         self._odd: Index = {}
+        # contract -> its shard (derived: a digest per contract, not per item)
+        self._shard: dict[str | None, int] = {}
         for key, row in st.rows["contract_amendments"].items():
             if isinstance(row, ContractAmendment) and row.status not in AMENDMENT_STATUSES:
                 link(self._odd, row.contract_id, key)
+
+    def owns(self, project_id: str | None) -> bool:
+        """Whether this state's shard evaluates the items of ``project_id``: the shard of
+        the project's contract (``shards.py``); always, unsharded."""
+        st = self._st
+        if st.shards <= 1:
+            return True
+        project = self.project(project_id)
+        contract_id = project.contract_id if project is not None else None
+        shard = self._shard.get(contract_id)
+        if shard is None:
+            shard = self._shard[contract_id] = shard_of(contract_id, st.shards)
+        return shard == st.shard
 
     def amendment_pending(self, contract_id: str) -> bool:
         return contract_id in self._st.pending_by_contract

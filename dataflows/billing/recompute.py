@@ -27,6 +27,8 @@ from dataflows.billing.rules import (
 )
 from dataflows.billing.target import Delta, LineKey, ScheduleUpdate
 
+_ITEM_TABLES = frozenset({"timesheets", "milestones"})
+
 if TYPE_CHECKING:  # EngineState stays in engine.py (pickles name it there), which imports us
     from dataflows.billing.engine import EngineState
 
@@ -57,8 +59,18 @@ class Recomputer:
             and (new is None or getattr(new, "status", None) != "approved")
         ):
             return NOTHING  # rule 1 before and after: no line state, no candidate, no group
+        if self._st.shards > 1 and table in _ITEM_TABLES and not self._mine(old, new):
+            return NOTHING  # another shard's item before and after: it has no line here
         items, contracts = dependents(self._st, self._rows, table, key, old, new)
         return self.recompute(items, contracts)
+
+    def _mine(self, old: Row | None, new: Row | None) -> bool:
+        """Whether this shard evaluates an item row, before or after its change (an item
+        holds a line or candidate only in the shard that owns its row: ``shards.py``)."""
+        owns = self._rows.owns
+        return (old is not None and owns(getattr(old, "project_id", None))) or (
+            new is not None and owns(getattr(new, "project_id", None))
+        )
 
     def recompute(
         self,
@@ -101,7 +113,8 @@ class Recomputer:
         st = self._st
         ms = st.rows["milestones"].get(milestone_id)
         assert ms is None or isinstance(ms, Milestone)
-        new = schedule_line(ms, self._rows)
+        owned = ms is None or st.shards <= 1 or self._rows.owns(ms.project_id)
+        new = schedule_line(ms, self._rows) if owned else None
         old = st.schedule.get(milestone_id)
         if new == old:
             return []
@@ -117,7 +130,11 @@ class Recomputer:
         if source_type == TS:
             ts = st.rows["timesheets"].get(key)
             assert ts is None or isinstance(ts, Timesheet)
+            if ts is not None and st.shards > 1 and not self._rows.owns(ts.project_id):
+                return None  # another shard's item: no line here (shards.py)
             return classify_timesheet(ts, self._rows, st.mappings)
         ms = st.rows["milestones"].get(key)
         assert ms is None or isinstance(ms, Milestone)
+        if ms is not None and st.shards > 1 and not self._rows.owns(ms.project_id):
+            return None
         return classify_milestone(ms, self._rows, st.mappings)
