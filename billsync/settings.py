@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # Linux only, elsewhere inline); "inline" — in the flow's thread, which pauses for the
     # whole pickle
     compaction: Literal["fork", "inline"] = "fork"
+    # the billing step in this many shards of contracts (dataflows/sharding.py): each shard
+    # evaluates its contracts' items and keeps every row; spread over the workers and
+    # processes of `billsync run`. Fixed for a recovery store: changing it needs --rebuild
+    shards: int = Field(default=1, ge=1, le=64)
     recon_interval_s: float = 3.0  # recon.snapshots at most this often per changed key
     metrics_port: int = 9464  # Prometheus /metrics and /health on 127.0.0.1; 0 disables
     # One policy for "the flow is not moving" (ops/README.md, "Stalls and ERP outages"):

@@ -19,6 +19,7 @@ its outbox). Step ids are part of the recovery keys: never rename them without a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,14 @@ from dataflows.journal import Compaction
 from dataflows.logic import BillingLogic
 from dataflows.ordering import Letter, Ordered, orderer_factory
 from dataflows.progress import PROGRESS
+from dataflows.sharding import (
+    MERGE_KEY,
+    MergeLogic,
+    SequencerLogic,
+    ShardLogic,
+    check_layout,
+    exchange_dir,
+)
 
 FLOW_ID = "billsync"
 ENGINE_KEY = "billing"
@@ -84,6 +93,7 @@ def build_flow(
     topics: Sequence[str] = (),
     segment_retention_s: float = 0.0,
     compaction: Compaction = "fork",
+    shards: int = 1,
 ) -> Dataflow:
     """Wire the billing flow. ``decoder`` is called once per worker (it holds caches).
 
@@ -94,8 +104,14 @@ def build_flow(
     base is written by a forked child (``compaction="fork"``, where the platform has a
     copy-on-write fork) or in the flow's thread (``"inline"``), :mod:`dataflows.journal`.
     ``topics``: the topics the source reads; the ordering stage waits for a source's
-    transactions only when its transaction topic is among them."""
+    transactions only when its transaction topic is among them. ``shards`` > 1: the billing
+    step partitioned by contract (:mod:`dataflows.sharding`; its own step ids, so a recovery
+    store is of one layout: :func:`~dataflows.sharding.check_layout`)."""
     new_orderer = orderer_factory(topics)
+    if shards < 1:
+        raise ValueError(f"shards: {shards}")
+    if segment_dir is not None:
+        check_layout(segment_dir, shards)
 
     decoders: dict[str, ChangeDecoder] = {}
 
@@ -144,17 +160,40 @@ def build_flow(
     changes: Stream[Ordered] = op.filter_map("changes", decoded, _ordered_input)
     keyed = op.key_on("route", changes, lambda _c: ENGINE_KEY)
 
-    def billing(resume: bytes | None) -> BillingLogic:
-        return BillingLogic(
-            mappings,
-            resume,
-            segment_dir,
-            new_orderer,
-            retain_s=segment_retention_s,
-            compaction=compaction,
+    if shards == 1:
+
+        def billing(resume: bytes | None) -> BillingLogic:
+            return BillingLogic(
+                mappings,
+                resume,
+                segment_dir,
+                new_orderer,
+                retain_s=segment_retention_s,
+                compaction=compaction,
+            )
+
+        billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))
+    else:
+        exchange = exchange_dir(segment_dir)
+        shard_dir = (
+            segment_dir
+            if segment_dir is not None
+            else exchange.parent / (exchange.name + "-shards")
         )
 
-    billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))
+        def sequencer(resume: bytes | None) -> SequencerLogic:
+            return SequencerLogic(resume, shards, exchange, new_orderer)
+
+        def shard(resume: bytes | None) -> ShardLogic:
+            return ShardLogic(mappings, resume, shards, shard_dir, exchange,
+                              retain_s=segment_retention_s, compaction=compaction)  # fmt: skip
+
+        numbered = op.key_rm("to_shards", op.stateful("sequence", keyed, sequencer))
+        bundles = op.key_rm("from_shards", op.stateful("shard", numbered, shard))
+        to_merge = op.key_on("merge_key", bundles, lambda _b: MERGE_KEY)
+        billed = op.key_rm(
+            "merged", op.stateful("merge", to_merge, partial(MergeLogic.build, shards))
+        )
     to_erp: Stream[tuple[str, SinkItem]] = op.key_on("one_writer", billed, lambda _x: PARTITION)
     op.output("erp_out", to_erp, erp_sink)
     return flow

@@ -86,6 +86,7 @@ from prometheus_client import Histogram
 from billsync.change import Change
 from billsync.errors import StackError
 from dataflows.billing.engine import BillingEngine, EngineState
+from dataflows.billing.finals import FinalSegment
 from dataflows.billing.rules import RULES_VERSION
 from dataflows.billing.target import Delta, LineKey, LineUpdate, ScheduleUpdate
 from dataflows.snapshots import SegmentStore, dump, dumps, loads
@@ -112,8 +113,17 @@ def fork_supported() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork")
 
 
-# one journaled unit: its changes, and the line keys and milestone ids its deltas touched
-Entry = tuple[tuple[Change, ...], tuple[LineKey, ...], tuple[str, ...]]
+@dataclass(frozen=True, slots=True)
+class FinalImport:
+    """A journal entry of a shard: the final segments other shards' closes made, imported
+    between two units (``BillingEngine.import_finals``; dataflows/sharding.py)."""
+
+    segments: tuple[FinalSegment, ...]
+
+
+# one journaled unit: its changes, and the line keys and milestone ids its deltas touched;
+# or, in a shard's journal, an import of other shards' final segments (no lines touched)
+Entry = tuple[tuple[Change, ...] | FinalImport, tuple[LineKey, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +252,12 @@ class Journal:
         schedule = tuple(s.milestone_id for d in deltas for s in d.schedule)
         self._pending.append((tuple(changes), lines, schedule))
         self._pending_changes += len(changes)
+
+    def record_import(self, segments: Sequence[FinalSegment]) -> None:
+        """Final segments of other shards imported (after their close: a base soon, as
+        after a close here)."""
+        self._compact = True
+        self._pending.append((FinalImport(tuple(segments)), (), ()))
 
     def compact_next(self) -> None:
         """Write a base at the next snapshot (the state changed outside a unit)."""
@@ -378,6 +394,9 @@ def replay(ref: Journaled, store: SegmentStore) -> Replayed:
     for name in ref.entries:
         entries: list[Entry] = loads(store.read(name), store)
         for changes, touched_lines, touched_schedule in entries:
+            if isinstance(changes, FinalImport):
+                engine.import_finals(changes.segments)
+                continue
             if any(c.table == PERIODS for c in changes):
                 periods = True
                 if other_rules:

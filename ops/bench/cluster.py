@@ -221,6 +221,7 @@ def _flow(
     *,
     gate: str | None = GATED,
     segment_dir: Path | None = None,
+    shards: int = 1,
 ) -> Dataflow:
     erp: Any = sink  # the flow's ERP step takes any Sink of (key, SinkItem)
     parts = by_source(records)
@@ -233,6 +234,7 @@ def _flow(
         erp_sink=erp,
         topics=sorted({r.topic for r in records}),
         segment_dir=segment_dir,
+        shards=shards,
     )
 
 
@@ -255,6 +257,7 @@ def run_in_process(
     *,
     recovery: Path | None = None,
     sink: CountingSink | None = None,
+    shards: int = 1,
 ) -> Run:
     """The flow on ``workers`` threads of this process (``run_main`` for one).
 
@@ -271,7 +274,7 @@ def run_in_process(
         options, segment_dir = _recovery_options(recovery)
         flow = _flow(schemas, records, sink, Path(tmp) / "clock",
                      gate=None if recovery is not None else GATED,
-                     segment_dir=segment_dir)  # fmt: skip
+                     segment_dir=segment_dir, shards=shards)  # fmt: skip
         began = time.perf_counter()
         if workers == 1:
             run_main(flow, **options)  # type: ignore[no-untyped-call]  # bytewax leaves it unannotated
@@ -314,11 +317,14 @@ def run_processes(
     *,
     recovery: Path | None = None,
     sink: CountingSink | None = None,
+    shards: int = 1,
 ) -> Run:
     """The flow as a cluster of ``processes`` processes of ``workers`` workers each.
 
     ``recovery`` and ``sink`` as for :func:`run_in_process`: the processes resume the store
-    there, and the lines that reached the ERP step are merged into ``sink``."""
+    there, and the lines that reached the ERP step are merged into ``sink``. ``shards`` > 1
+    without ``recovery``: the shards exchange their final segments in a directory of the
+    run that every process shares."""
     with tempfile.TemporaryDirectory(prefix="billsync-bench-") as tmp:
         data = Path(tmp) / "records.pickle"
         data.write_bytes(pickle.dumps((schemas, list(records))))
@@ -330,7 +336,8 @@ def run_processes(
         for i in range(processes):
             lines = f"{tmp}/lines-{i}.pickle" if sink is not None else "-"  # wanted or not
             argv = [sys.executable, "-m", "ops.bench.cluster", str(data), addresses, str(i),
-                    str(workers), str(clock), str(recovery or "-"), lines]  # fmt: skip
+                    str(workers), str(clock), str(recovery or "-"), lines, str(shards),
+                    f"{tmp}/segments"]  # fmt: skip
             # our own interpreter and module, no shell
             procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))  # noqa: S603
         reports = []
@@ -358,13 +365,16 @@ def run_processes(
 def _main(argv: Sequence[str]) -> str:
     """One process of :func:`run_processes`: its report, one JSON line (and, when the parent
     names a file, the lines that reached its ERP step, pickled there)."""
-    data, addresses, proc_id, workers, clock_file, recovery, lines_file = argv
+    data, addresses, proc_id, workers, clock_file, recovery, lines_file, shards, shared = argv
     schemas, records = pickle.loads(Path(data).read_bytes())  # noqa: S301  # see run_processes
     sink = CountingSink()
     resume = None if recovery == "-" else Path(recovery)
     options, segment_dir = _recovery_options(resume)  # the parent made the store
+    if segment_dir is None and int(shards) > 1:
+        segment_dir = Path(shared)  # the shards' exchange, shared by the processes
     flow = _flow(schemas, records, sink, Path(clock_file),
-                 gate=None if resume is not None else GATED, segment_dir=segment_dir)  # fmt: skip
+                 gate=None if resume is not None else GATED, segment_dir=segment_dir,
+                 shards=int(shards))  # fmt: skip
     began = time.perf_counter()
     cluster_main(
         flow, addresses.split(","), int(proc_id), worker_count_per_proc=int(workers), **options

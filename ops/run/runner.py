@@ -226,6 +226,7 @@ def production_flow(settings: Settings) -> Dataflow:
         segment_dir=recovery_dir(settings) / "finals",
         segment_retention_s=settings.recovery_backup_interval_s,
         compaction=settings.compaction,
+        shards=settings.shards,
         topics=settings.input_topics,
     )
 
@@ -273,6 +274,7 @@ def replay_file(
         segment_dir=None if recovery is None else recovery / "finals",
         segment_retention_s=settings.recovery_backup_interval_s,
         compaction=settings.compaction,
+        shards=settings.shards,
     )
     interval = snapshot_interval
     if interval is None and recovery is not None:

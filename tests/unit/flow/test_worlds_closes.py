@@ -23,7 +23,10 @@ itself checked against the batch target given those final items (``compute_targe
 After every phase, the flow's line states (the latest emission per line, what
 ``billing_line_state`` holds: final items' frozen ones included) must equal the oracle's,
 whatever the worker count, and when the worker count changes between phases (a rescale
-resuming the same store); three of the worlds also on 2 processes of 2 workers.
+resuming the same store); three of the worlds also on 2 processes of 2 workers. Eight of
+them again with the billing step in 2 and 3 shards (``BILLSYNC_SHARDS``: each close a
+barrier after which the shards exchange the items it made final), steady on 2 workers and
+rescaled, and two as 2 shards on 2 processes of 2.
 
 What it leaves out: a close among changes in flight (its place is the close's own, tested
 on the pure engine by ``test_periods_properties``); the ERP writer (the story tests).
@@ -170,6 +173,39 @@ def test_phases_with_closes_on_two_processes_of_two_workers(seed: int, tmp_path:
         assert run.digest == world.digests[i], (
             f"seed {seed}: after phase {i + 1} on 2x2 the flow's lines differ from the oracle's"
         )
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+@pytest.mark.parametrize("schedule", ["2", "rescale"])
+@pytest.mark.parametrize("seed", SEEDS[:8])
+def test_phases_with_closes_in_shards_end_in_the_oracle(
+    seed: int, schedule: str, shards: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The billing step in shards (``BILLSYNC_SHARDS``): every close a barrier after which the
+    shards exchange the items it made final, each phase a resumed run of one recovery store."""
+    monkeypatch.setattr(cluster, "BATCH", 1 + seed % 4)
+    world = Phased(seed)
+    sink = CountingSink()
+    records: list[Framed] = []
+    for i, (phase, workers) in enumerate(zip(world.phases, SCHEDULES[schedule], strict=True)):
+        records += phase
+        run = run_in_process(world.enc.schemas, records, workers, recovery=tmp_path, sink=sink,
+                             shards=shards)  # fmt: skip
+        assert run.digest == world.digests[i], (
+            f"seed {seed}: after phase {i + 1}, {shards} shards on {workers} worker(s) differ"
+        )
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_phases_with_closes_in_two_shards_on_two_processes(seed: int, tmp_path: Path) -> None:
+    world = Phased(seed)
+    sink = CountingSink()
+    records: list[Framed] = []
+    for i, phase in enumerate(world.phases):
+        records += phase
+        run = run_processes(world.enc.schemas, records, 2, 2, recovery=tmp_path, sink=sink,
+                            shards=2)  # fmt: skip
+        assert run.digest == world.digests[i], f"seed {seed}: phase {i + 1}, 2 shards on 2x2"
 
 
 def test_the_phases_freeze_and_release_items() -> None:

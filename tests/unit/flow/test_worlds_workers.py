@@ -13,8 +13,9 @@ Every configuration must still end with the same line targets — the latest emi
 line, what ``billing_line_state`` holds, as a digest — and those must be the batch target of
 the world's final rows (``compute_targets``).
 
-Why it matters beyond today's one billing key: a partitioned billing step (ARCHITECTURE.md,
-"Partitioning") will have to keep this test green unchanged.
+The partitioned billing step (``BILLSYNC_SHARDS``, ARCHITECTURE.md "Partitioning") runs the
+same worlds as 2 and 3 shards on 1, 2 and 4 workers, and as 2 shards on 2 processes of 2:
+the same batch target, whichever worker each shard and the sequencer land on.
 
 What it leaves out: closes. Where a close falls among another source's changes decides
 which items it freezes, so with partitions read freely the runs differ by design
@@ -46,6 +47,7 @@ from tests.unit.billing.test_properties import histories
 
 SEEDS = range(40)  # worlds through 1, 2 and 4 worker threads
 PROCESS_SEEDS = range(4)  # of those, also through 2 processes of 2 workers (slower to start)
+SHARD_SEEDS = range(20)  # of those, also with the billing step in shards
 
 # a neutral value per Avro type, for a NOT NULL column a world leaves empty
 _NEUTRAL: dict[str, Any] = {
@@ -122,3 +124,23 @@ def test_two_processes_of_two_workers_end_in_the_batch_target(seed: int) -> None
     enc, records, final = world(seed)
     run = run_processes(enc.schemas, records, processes=2, workers=2)
     assert run.digest == expected(final), f"seed {seed}: 2x2 differ from the batch target"
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+@pytest.mark.parametrize("seed", SHARD_SEEDS)
+def test_shards_on_one_two_and_four_workers_end_in_the_batch_target(
+    seed: int, shards: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "BATCH", 1 + seed % 4)
+    enc, records, final = world(seed)
+    want = expected(final)
+    for workers in (1, 2, 4):
+        run = run_in_process(enc.schemas, records, workers, shards=shards)
+        assert run.digest == want, f"seed {seed}: {shards} shards on {workers} worker(s) differ"
+
+
+@pytest.mark.parametrize("seed", PROCESS_SEEDS[:2])
+def test_two_shards_on_two_processes_of_two_workers_end_in_the_batch_target(seed: int) -> None:
+    enc, records, final = world(seed)
+    run = run_processes(enc.schemas, records, processes=2, workers=2, shards=2)
+    assert run.digest == expected(final), f"seed {seed}: 2 shards on 2x2 differ"
