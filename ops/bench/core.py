@@ -40,6 +40,7 @@ from bytewax.testing import TestingSource, run_main
 from billsync.change import Change, TxMarker
 from dataflows.billing.engine import BillingEngine
 from dataflows.billing.mappings import load_mappings
+from dataflows.billing.sharded import ShardedEngine
 from dataflows.cdc.decoder import ChangeDecoder
 from dataflows.emissions import Emission, SinkItem
 from dataflows.flow import build_flow
@@ -170,14 +171,56 @@ def _flow(encoder: Encoder, records: list[Framed]) -> Pass:
     return Pass("bytewax flow, 1 worker", len(records), seconds, sink.emissions, sink.digest())
 
 
-def _cluster(encoder: Encoder, records: list[Framed], processes: int, workers: int) -> Pass:
-    """The flow with one partition per source, on ``processes`` x ``workers`` workers."""
+def _cluster(
+    encoder: Encoder, records: list[Framed], processes: int, workers: int, shards: int = 1
+) -> Pass:
+    """The flow with one partition per source, on ``processes`` x ``workers`` workers, the
+    billing step in ``shards`` shards."""
     if processes == 1:
-        run = run_in_process(encoder.schemas, records, workers)
+        run = run_in_process(encoder.schemas, records, workers, shards=shards)
     else:
-        run = run_processes(encoder.schemas, records, processes, workers)
+        run = run_processes(encoder.schemas, records, processes, workers, shards=shards)
     name = f"flow {processes}x{workers}, partition per source"
+    if shards > 1:
+        name += f", {shards} shards"
     return Pass(name, len(records), run.seconds, run.emissions, run.digest)
+
+
+def _engines(encoder: Encoder, records: list[Framed], counts: tuple[int, ...]) -> list[Pass]:
+    """The engine alone on the decoded changes (one unit each): as one key, and as each
+    count of shards (:class:`~dataflows.billing.sharded.ShardedEngine`, one after the other
+    in this thread), timed per shard — the slowest shard is what a worker of its own would
+    spend; the part every shard pays (each keeps every row) bounds what more shards save."""
+    dec = ChangeDecoder(encoder.schemas)
+    changes = [
+        c for i, r in enumerate(records)
+        if isinstance(c := dec.decode(r.topic, 0, i, r.key, r.value), Change)
+    ]  # fmt: skip
+    mappings = load_mappings()
+    one = BillingEngine(mappings)
+    began = time.perf_counter()
+    for c in changes:
+        one.apply_unit((c,))
+    out = [Pass("engine only, one key", len(records), time.perf_counter() - began, len(one.lines))]
+    for n in counts:
+        engines = ShardedEngine(mappings, n).engines
+        spent = [0.0] * n
+        for c in changes:
+            made = []
+            for i, engine in enumerate(engines):
+                t = time.perf_counter()
+                since = engine.finals.next_seq
+                engine.apply_unit((c,))
+                made.append(engine.own_segments(since))
+                spent[i] += time.perf_counter() - t
+            if any(made):
+                for i, engine in enumerate(engines):
+                    t = time.perf_counter()
+                    engine.import_finals([g for j, m in enumerate(made) if j != i for g in m])
+                    spent[i] += time.perf_counter() - t
+        lines = sum(len(e.lines) for e in engines)
+        out.append(Pass(f"engine only, slowest of {n} shards", len(records), max(spent), lines))
+    return out
 
 
 @dataclass(frozen=True)
@@ -192,6 +235,8 @@ class Options:
     # flow passes with one partition per source: workers per process, for each entry
     workers: tuple[int, ...] = ()
     processes: int = 1  # processes of those passes
+    # shard counts: the --workers passes once per count, and the engine alone per count
+    shards: tuple[int, ...] = ()
     window: int = WINDOW  # events per window of the decode and billing passes' window costs
 
 
@@ -219,9 +264,14 @@ def run_core(
         say(f"{f.name}: {f.events_per_s:,.0f} events/s")
         passes.append(f)
     for w in opts.workers:
-        f = _cluster(encoder, records, opts.processes, w)
-        say(f"{f.name}: {f.events_per_s:,.0f} events/s")
-        passes.append(f)
+        for n in opts.shards or (1,):
+            f = _cluster(encoder, records, opts.processes, w, n)
+            say(f"{f.name}: {f.events_per_s:,.0f} events/s")
+            passes.append(f)
+    if opts.shards:
+        for f in _engines(encoder, records, tuple(n for n in opts.shards if n > 1)):
+            say(f"{f.name}: {f.events_per_s:,.0f} events/s")
+            passes.append(f)
     tables: dict[str, int] = {}
     for r in records:
         tables[r.topic] = tables.get(r.topic, 0) + 1

@@ -41,18 +41,20 @@ def _sizes(events: list[int] | None, sizes: str | None) -> list[int]:
     return sorted(set(out)) or [100_000]
 
 
-def _counts(workers: str | None) -> tuple[int, ...]:
-    """The worker counts of --workers, refused unless each is a whole number from 1 to 64."""
+def _counts(workers: str | None, option: str = "--workers") -> tuple[int, ...]:
+    """The counts of --workers (or --shards), refused unless each is a whole number from 1
+    to 64."""
     out = []
+    what = option.lstrip("-")
     for part in (workers or "").split(","):
         part = part.strip()
         if not part:
             continue
         if not part.isdigit() or not 1 <= int(part) <= 64:
             raise ConfigError(
-                f"--workers: {part!r} is not a number of workers from 1 to 64",
-                field="--workers",
-                fix="e.g. --workers 1,2",
+                f"{option}: {part!r} is not a number of {what} from 1 to 64",
+                field=option,
+                fix=f"e.g. {option} 1,2",
             )
         out.append(int(part))
     return tuple(out)
@@ -90,6 +92,13 @@ def core(
         ),
     ] = None,
     processes: Annotated[int, typer.Option(min=1, help="processes of the --workers passes")] = 1,
+    shards: Annotated[
+        str | None,
+        typer.Option(
+            help="the --workers passes with the billing step in each of these shard counts, "
+            "e.g. 1,2; and the engine alone, timed per shard"
+        ),
+    ] = None,
     window: Annotated[
         int, typer.Option(min=100, help="events per window of the per-window costs")
     ] = 20_000,
@@ -104,7 +113,8 @@ def core(
     say = _say(as_json)
     opts = Options(
         seed=seed, flow=flow, month_events=month_events, closes=closes, transactions=transactions,
-        workers=_counts(workers), processes=processes, window=window,
+        workers=_counts(workers), processes=processes, shards=_counts(shards, "--shards"),
+        window=window,
     )  # fmt: skip
     if len(wanted) == 1:
         result = run_core(wanted[0], opts, say)
