@@ -279,7 +279,8 @@ class ShardLogic(StatefulLogic[Numbered, Bundle, bytes]):
         deltas = engine.apply_unit(unit.changes)
         assert self._journal is not None
         self._journal.record(unit.changes, deltas)
-        closed = [engine.closed_through]  # one delta: after it (BillingLogic._apply)
+        closed = [engine.closed_through] * len(deltas)  # one delta: after it (as
+        # BillingLogic._apply); none for a unit of no change (a dead letter's)
         if len(deltas) > 1:  # closes and reopens: each at its own point
             closed, at = [], closed_before
             for delta in deltas:

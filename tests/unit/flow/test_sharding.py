@@ -153,3 +153,19 @@ def test_bytewax_runs_each_shard_on_the_worker_placement_computes() -> None:
         for b in keys:
             same = worker_of(a, 4) == worker_of(b, 4)
             assert (threads[a] == threads[b]) == same, (a, b)
+
+
+def test_a_unit_of_no_change_passes_shards_and_merge(tmp_path: Path) -> None:
+    """A dead letter's unit (no change): its letter and Progress, once, as one engine's."""
+    from dataflows.sharding import ShardLogic
+    from tests.unit.billing.worlds import MAPPINGS
+
+    letter = {"error": "bad record", "topic": "psa.public.timesheets", "offset": 3}
+    unit = Unit("psa", (), None, (("psa.public.timesheets:0", 3),), (letter,))
+    merge = MergeLogic.build(2, None)
+    out = []
+    for i in range(2):
+        shard = ShardLogic(MAPPINGS, None, 2, tmp_path / "finals", tmp_path / "exchange")
+        (bundle,) = shard.on_item(Numbered(1, 1, i, unit))[0]
+        out += list(merge.on_item(bundle)[0])
+    assert out == [letter, Progress(unit.covers)]
