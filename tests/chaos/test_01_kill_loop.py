@@ -24,7 +24,7 @@ import pytest
 
 from tests.chaos.checks import converged
 from tests.chaos.load import Load
-from tests.e2e.harness import CLUSTERS, Erp, Flow
+from tests.e2e.harness import CLUSTER_ENV, CLUSTERS, Erp, Flow
 
 KILLS = 6
 # seconds a started flow lives before its SIGKILL: from "still booting" to "well into work"
@@ -40,7 +40,7 @@ def test_kill_loop_under_load(
     print(f"seed {seed}")
     load.world()
     load.start(rate=4.0)
-    flow = make_flow(*CLUSTERS[cluster]())
+    flow = make_flow(*CLUSTERS[cluster](), env=CLUSTER_ENV.get(cluster))
     flow.start()
     erp = erp_of(flow)
     erp.wait_tables(flow)

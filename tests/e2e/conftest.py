@@ -52,13 +52,14 @@ def make_flow(stack: Settings, tmp_path: Path) -> Iterator[Callable[..., Flow]]:
     base = create_engine(stack.require("erp_db_url"), pool_pre_ping=True)
     made: list[Flow] = []
 
-    def make(*args: str) -> Flow:
+    def make(*args: str, env: dict[str, str] | None = None) -> Flow:
         schema = f"e2e_{uuid.uuid4().hex[:10]}"
         with base.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         run_dir = tmp_path / schema
         run_dir.mkdir()
-        flow = Flow(stack, schema, run_dir / "recovery", run_dir / "flow.log", args=args)
+        flow = Flow(stack, schema, run_dir / "recovery", run_dir / "flow.log", args=args,
+                    extra_env=dict(env or {}))  # fmt: skip
         made.append(flow)
         return flow
 

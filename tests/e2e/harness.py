@@ -146,7 +146,16 @@ def free_ports(n: int) -> int:
 CLUSTERS: dict[str, Callable[[], tuple[str, ...]]] = {
     "1x1": lambda: (),
     "2x2": lambda: ("--processes", "2", "--workers", "2", "--base-port", str(free_ports(2))),
-}
+    # the billing step in 2 shards of contracts (BILLSYNC_SHARDS, dataflows/sharding.py), each
+    # on a worker of its own, the sequencer and the merge on others
+    "2x2-shards": lambda: (
+        "--processes", "2", "--workers", "2", "--base-port", str(free_ports(2)),
+    ),
+}  # fmt: skip
+# the settings of a cluster beyond its `billsync run` options
+CLUSTER_ENV: dict[str, dict[str, str]] = {"2x2-shards": {"BILLSYNC_SHARDS": "2"}}
+# the clusters of one billing key (tests whose point is not the billing step's layout)
+PLAIN_CLUSTERS = ("1x1", "2x2")
 
 
 def schema_url(base_url: str, schema: str) -> str:
@@ -166,6 +175,7 @@ class Flow:
     log_path: Path
     metrics_port: int = field(default_factory=free_port)
     args: tuple[str, ...] = ()  # more `billsync run` options, e.g. --processes 2 --workers 2
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. BILLSYNC_SHARDS
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: TextIO | None = None
@@ -195,6 +205,7 @@ class Flow:
                 "BILLSYNC_ERP_RETRY_S": "20",  # the watchdog must wait longer than the ERP retry
                 "NO_COLOR": "1",
                 "COLUMNS": "200",
+                **self.extra_env,
             }
         )
         return env

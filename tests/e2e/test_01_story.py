@@ -17,7 +17,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.harness import CLUSTERS, Erp, Flow, Sources
+from tests.e2e.harness import CLUSTER_ENV, CLUSTERS, Erp, Flow, Sources
 from tests.e2e.story import Story, ledger_problems
 
 REASONS = {
@@ -55,7 +55,7 @@ def test_story_fires_every_rule_and_audit_is_clean(
     cluster: str,
 ) -> None:
     story = Story(sources, prefix)
-    flow = make_flow(*CLUSTERS[cluster]())
+    flow = make_flow(*CLUSTERS[cluster](), env=CLUSTER_ENV.get(cluster))
     flow.start()
     erp = erp_of(flow)
     erp.wait_tables(flow)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.harness import CLUSTERS, Erp, Flow, Sources, wait_until
+from tests.e2e.harness import CLUSTER_ENV, CLUSTERS, Erp, Flow, Sources, wait_until
 from tests.e2e.story import Burst, Story, ledger_problems
 
 
@@ -101,7 +101,7 @@ def test_kill_mid_burst(
 ) -> None:
     story = Story(sources, prefix)
     burst = Burst(story)
-    flow = make_flow(*CLUSTERS[cluster]())
+    flow = make_flow(*CLUSTERS[cluster](), env=CLUSTER_ENV.get(cluster))
     flow.start()
     erp = erp_of(flow)
     erp.wait_tables(flow)

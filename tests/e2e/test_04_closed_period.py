@@ -21,7 +21,9 @@ the stream. Then, as finance would see it:
    new hold holds both; the audit is clean again.
 
 The months are in 2019, before any other test's or the seed's data, so the close in this
-flow's ERP is the first period with items (periods close in order).
+flow's ERP is the first period with items (periods close in order). Run as one process and
+as the billing step in 2 shards on 2 processes of 2 workers (``BILLSYNC_SHARDS``: each close
+and reopen a barrier at which the shards exchange the items it made final).
 """
 
 from __future__ import annotations
@@ -32,22 +34,26 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
-from tests.e2e.harness import Erp, Flow, Sources, small_firm
+import pytest
+
+from tests.e2e.harness import CLUSTER_ENV, CLUSTERS, Erp, Flow, Sources, small_firm
 from tests.e2e.test_03_outputs import TopicReader, end_offsets, until
 
 D = Decimal
 JAN, FEB = "2019-01", "2019-02"
 
 
+@pytest.mark.parametrize("cluster", ["1x1", "2x2-shards"])
 def test_a_closed_month_is_final_and_its_correction_lands_in_the_next(
-    make_flow: Callable[[], Flow],
+    make_flow: Callable[..., Flow],
     erp_of: Callable[[Flow], Erp],
     sources: Sources,
     prefix: str,
+    cluster: str,
 ) -> None:
     base = 10**12 + int(time.time() * 1000) % 10**7 * 10_000
     jan, feb = ("timesheet", str(base + 1)), ("timesheet", str(base + 2))
-    flow = make_flow()
+    flow = make_flow(*CLUSTERS[cluster](), env=CLUSTER_ENV.get(cluster))
     flow.start()
     db = erp_of(flow)
     db.wait_tables(flow)
