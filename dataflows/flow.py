@@ -42,6 +42,7 @@ from dataflows.logic import BillingLogic
 from dataflows.ordering import Letter, Ordered, orderer_factory
 from dataflows.progress import PROGRESS
 from dataflows.sharding import (
+    EXCHANGED,
     MERGE_KEY,
     MergeLogic,
     SequencerLogic,
@@ -49,6 +50,7 @@ from dataflows.sharding import (
     check_layout,
     exchange_dir,
 )
+from dataflows.snapshots import pickle_by_constructor
 
 FLOW_ID = "billsync"
 ENGINE_KEY = "billing"
@@ -174,6 +176,7 @@ def build_flow(
 
         billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))
     else:
+        pickle_by_constructor(*EXCHANGED)
         exchange = exchange_dir(segment_dir)
         shard_dir = (
             segment_dir

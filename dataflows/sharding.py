@@ -29,12 +29,15 @@ resync, re-evaluations, then per unit its emissions, dead letters and ``Progress
 
 from __future__ import annotations
 
+import functools
 import pickle
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax.operators import StatefulLogic
 
@@ -44,7 +47,7 @@ from dataflows.billing.finals import FinalSegment
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.shards import merge_shards
 from dataflows.billing.target import Delta
-from dataflows.emissions import Progress
+from dataflows.emissions import Emission, Progress
 from dataflows.journal import MIN_CHANGES, Compaction, Journal, Journaled, replay
 from dataflows.logic import REEVALUATION, RESYNC, Output, emissions
 from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
@@ -61,6 +64,7 @@ PERIODS = "accounting_periods"
 _POLL = timedelta(milliseconds=2)  # how often a held sequencer looks for the exchange files
 
 
+@functools.cache  # a few SipHash computations per shard, once per process
 def shard_key(shard: int) -> str:
     """The Bytewax key of shard ``shard``: ``shard-<i>``, or ``shard-<i>.<n>`` for the first
     ``n`` that Bytewax routes to worker ``i mod 8`` (so ``mod 4``, ``mod 2``: the shards of a
@@ -88,6 +92,22 @@ class Numbered:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitMarks:
+    """What the merge emits of a unit besides its deltas (shard 0 sends it, not the whole
+    unit again): each change's source position (as the ledger stores it) and source time,
+    the unit's dead letters and the offsets it covers."""
+
+    marks: tuple[tuple[str, datetime | None], ...]
+    letters: tuple[dict[str, Any], ...]
+    covers: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, unit: Unit) -> UnitMarks:
+        marks = tuple((str(c.position), c.source_ts) for c in unit.changes)
+        return cls(marks, unit.letters, unit.covers)
+
+
+@dataclass(frozen=True, slots=True)
 class Bundle:
     """A shard's answer to one :class:`Numbered`: its deltas (per delta of the unit) and the
     latest closed period after each; shard 0 also carries what the merge emits once."""
@@ -96,9 +116,14 @@ class Bundle:
     shard: int
     deltas: tuple[Delta, ...] = ()
     closed: tuple[str | None, ...] = ()
-    unit: Unit | None = None  # shard 0 only
+    unit: UnitMarks | None = None  # shard 0 only
     start: tuple[Delta, Delta, Delta] | None = None  # start token: resync, touched, re-evaluated
     covers: tuple[tuple[str, int], ...] | None = None  # start token, shard 0: as Numbered
+
+
+# what crosses Bytewax's exchange in the sharded step, pickled by constructor
+# (dataflows.snapshots.pickle_by_constructor) besides the rows, changes and targets
+EXCHANGED: tuple[type, ...] = (Numbered, Bundle, UnitMarks, Unit, Emission, Progress)
 
 
 def exchange_name(execution: int, seq: int, shard: int) -> str:
@@ -122,7 +147,7 @@ class SequencerLogic(StatefulLogic[Ordered, tuple[str, Numbered], bytes]):
         self._applied: dict[str, int] = {}
         self._seq = 0
         self._execution = 1
-        self._held: list[Unit] = []
+        self._held: deque[Unit] = deque()
         self._waiting: tuple[int, int] | None = None
         covers: tuple[tuple[str, int], ...] | None = None
         if resume is not None:
@@ -159,7 +184,7 @@ class SequencerLogic(StatefulLogic[Ordered, tuple[str, Numbered], bytes]):
     def _release(self, out: list[tuple[str, Numbered]]) -> None:
         """Send the held units up to (and including) the next barrier."""
         while self._held and self._waiting is None:
-            out += self._broadcast(self._held.pop(0))
+            out += self._broadcast(self._held.popleft())
 
     def _exchanged(self) -> bool:
         """Every shard wrote its final segments of the barrier the sequencer waits for."""
@@ -178,7 +203,7 @@ class SequencerLogic(StatefulLogic[Ordered, tuple[str, Numbered], bytes]):
         orderer = self._orderers.get(source)
         if orderer is None:
             orderer = self._orderers[source] = self._new_orderer(source)
-        self._held += orderer.feed(value)
+        self._held.extend(orderer.feed(value))
         if self._exchanged():
             self._release(out)
         return out, StatefulLogic.RETAIN
@@ -294,7 +319,7 @@ class ShardLogic(StatefulLogic[Numbered, Bundle, bytes]):
             self._exchange.write(name, lambda fh: fh.write(blob))
             self._import = (value.execution, value.seq)
         bundle = Bundle(value.seq, value.shard, tuple(deltas), tuple(closed),
-                        unit=unit if value.shard == 0 else None)  # fmt: skip
+                        unit=UnitMarks.of(unit) if value.shard == 0 else None)  # fmt: skip
         return [bundle], StatefulLogic.RETAIN
 
     def _import_finals(self, engine: BillingEngine) -> None:
@@ -327,6 +352,10 @@ class MergeLogic(StatefulLogic[Bundle, Output, bytes]):
 
     shards: int
     waiting: dict[int, dict[int, Bundle]] = field(default_factory=dict)
+    _low: int | None = None  # the lowest unit number waiting (derived)
+
+    def __post_init__(self) -> None:
+        self._low = min(self.waiting) if self.waiting else None
 
     @classmethod
     def build(cls, shards: int, resume: bytes | None) -> MergeLogic:
@@ -336,17 +365,22 @@ class MergeLogic(StatefulLogic[Bundle, Output, bytes]):
 
     def on_item(self, value: Bundle) -> tuple[Iterable[Output], bool]:
         PROGRESS.work()
-        self.waiting.setdefault(value.seq, {})[value.shard] = value
+        waiting = self.waiting
+        waiting.setdefault(value.seq, {})[value.shard] = value
+        low = self._low
+        if low is None or value.seq < low:
+            low = value.seq
         out: list[Output] = []
         # a unit is complete once every shard answered it; each shard answers in order, so
-        # the units complete in order
-        while self.waiting:
-            seq = min(self.waiting)
-            got = self.waiting[seq]
-            if len(got) < self.shards:
+        # the units complete in order, and their numbers follow each other
+        while low is not None:
+            got = waiting.get(low)
+            if got is None or len(got) < self.shards:
                 break
-            del self.waiting[seq]
+            del waiting[low]
             self._emit([got[i] for i in range(self.shards)], out)
+            low = low + 1 if low + 1 in waiting else (min(waiting) if waiting else None)
+        self._low = low
         return out, StatefulLogic.RETAIN
 
     @staticmethod
@@ -372,11 +406,13 @@ class MergeLogic(StatefulLogic[Bundle, Output, bytes]):
         assert unit is not None
         merged = [merge_shards(ds) for ds in zip(*(b.deltas for b in bundles), strict=True)]
         if len(merged) == 1:
-            last = unit.changes[-1]
-            out += emissions(merged[0], str(last.position), last.source_ts, first.closed[0])
+            position, source_ts = unit.marks[-1]
+            out += emissions(merged[0], position, source_ts, first.closed[0])
         else:
-            for change, delta, closed in zip(unit.changes, merged, first.closed, strict=True):
-                out += emissions(delta, str(change.position), change.source_ts, closed)
+            for (position, source_ts), delta, closed in zip(
+                unit.marks, merged, first.closed, strict=True
+            ):
+                out += emissions(delta, position, source_ts, closed)
         out += unit.letters
         out.append(Progress(unit.covers))
 
@@ -416,6 +452,7 @@ def check_layout(segment_dir: Path, shards: int) -> None:
 
 
 __all__ = [
+    "EXCHANGED",
     "MERGE_KEY",
     "Bundle",
     "MergeLogic",

@@ -32,6 +32,7 @@ from dataflows.sharding import (
     MergeLogic,
     Numbered,
     SequencerLogic,
+    UnitMarks,
     check_layout,
     exchange_name,
     shard_key,
@@ -112,7 +113,8 @@ def test_the_merge_releases_units_in_order_once_every_shard_answered() -> None:
                 (("psa.public.timesheets:0", 7),))  # fmt: skip
 
     def bundle(seq: int, shard: int) -> Bundle:
-        return Bundle(seq, shard, (Delta(),), (None,), unit=unit if shard == 0 else None)
+        marks = UnitMarks.of(unit) if shard == 0 else None
+        return Bundle(seq, shard, (Delta(),), (None,), unit=marks)
 
     assert list(merge.on_item(bundle(2, 1))[0]) == []
     assert list(merge.on_item(bundle(3, 1))[0]) == []
