@@ -48,7 +48,7 @@ from dataflows.sharding import (
     SequencerLogic,
     ShardLogic,
     check_layout,
-    exchange_dir,
+    shards_dir,
 )
 from dataflows.snapshots import pickle_by_constructor
 
@@ -177,18 +177,14 @@ def build_flow(
         billed = op.key_rm("unkey", op.stateful("billing", keyed, billing))
     else:
         pickle_by_constructor(*EXCHANGED)
-        exchange = exchange_dir(segment_dir)
-        shard_dir = (
-            segment_dir
-            if segment_dir is not None
-            else exchange.parent / (exchange.name + "-shards")
-        )
+        root = shards_dir(segment_dir)
+        exchange = root / "exchange"
 
         def sequencer(resume: bytes | None) -> SequencerLogic:
             return SequencerLogic(resume, shards, exchange, new_orderer)
 
         def shard(resume: bytes | None) -> ShardLogic:
-            return ShardLogic(mappings, resume, shards, shard_dir, exchange,
+            return ShardLogic(mappings, resume, shards, root, exchange,
                               retain_s=segment_retention_s, compaction=compaction)  # fmt: skip
 
         numbered = op.key_rm("to_shards", op.stateful("sequence", keyed, sequencer))

@@ -16,20 +16,21 @@ once), so a finance edit takes effect at the next start even with no new source 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bytewax.operators import StatefulLogic
 
+from billsync.change import Change
 from billsync.errors import StackError
 from dataflows.billing.engine import BillingEngine, EngineState
 from dataflows.billing.mappings import Mappings
 from dataflows.billing.target import Delta
 from dataflows.emissions import Emission, Progress
 from dataflows.journal import MIN_CHANGES, Compaction, Journal, Journaled, replay
-from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
+from dataflows.ordering import Ordered, TxOrderer, Unit, advance, feed, orderer_factory
 from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
 
@@ -51,6 +52,31 @@ def emissions(
     out.extend(Emission(u, position, source_ts, closed_through) for u in delta.lines)
     out.extend(Emission(u, position, source_ts, closed_through) for u in delta.schedule)
     return out
+
+
+def unit_emissions(
+    deltas: Sequence[Delta],
+    marks: Sequence[tuple[str, datetime | None]],
+    closed_before: str | None,
+) -> list[Emission]:
+    """The emissions of one unit's deltas (``BillingEngine.apply_unit``): ``marks``, each
+    change's source position and time. One delta (one change, or a transaction's changes
+    merged) is at the unit's last change; several (closes and reopens) each at its own
+    change, the latest closed period moving with them; none for a unit of no change."""
+    if len(deltas) == 1:
+        marks = marks[-1:]
+    out: list[Emission] = []
+    closed = closed_before
+    for (position, source_ts), delta in zip(marks, deltas, strict=True):
+        if delta.period is not None:
+            closed = delta.period.closed_through
+        out += emissions(delta, position, source_ts, closed)
+    return out
+
+
+def marks_of(changes: Sequence[Change]) -> tuple[tuple[str, datetime | None], ...]:
+    """Each change's source position (as the ledger stores it) and source time."""
+    return tuple((str(c.position), c.source_ts) for c in changes)
 
 
 Output = Emission | Progress | dict[str, Any]  # dict: a dead letter of the unit
@@ -147,11 +173,7 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         """A change, transaction marker or dead letter of a source, through its ordering
         stage: the units it releases, applied."""
         out, self._pending = self._pending, []
-        source = source_of(value)
-        orderer = self._orderers.get(source)
-        if orderer is None:
-            orderer = self._orderers[source] = self._new_orderer(source)
-        for unit in orderer.feed(value):
+        for unit in feed(self._orderers, self._new_orderer, value):
             self._apply(unit, out)
         return out, StatefulLogic.RETAIN
 
@@ -163,19 +185,9 @@ class BillingLogic(StatefulLogic[Ordered, Output, bytes]):
         deltas = engine.apply_unit(value.changes)
         if self._journal is not None:
             self._journal.record(value.changes, deltas)
-        if len(deltas) == 1:  # one change, or a transaction's changes merged
-            last = value.changes[-1]
-            out += emissions(deltas[0], str(last.position), last.source_ts, engine.closed_through)
-        else:  # closes and reopens: each at its own point (the closed period moves)
-            for change, delta in zip(value.changes, deltas, strict=True):
-                if delta.period is not None:
-                    closed = delta.period.closed_through
-                out += emissions(delta, str(change.position), change.source_ts, closed)
+        out += unit_emissions(deltas, marks_of(value.changes), closed)
         out += value.letters
-        applied = self._applied
-        for key, offset in value.covers:
-            if offset > applied.get(key, -1):
-                applied[key] = offset
+        advance(self._applied, value.covers)
         out.append(Progress(value.covers))
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:

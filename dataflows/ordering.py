@@ -152,6 +152,25 @@ def orderer_factory(topics: Sequence[str]) -> Callable[[str], TxOrderer]:
     return make
 
 
+def feed(
+    orderers: dict[str, TxOrderer], new_orderer: Callable[[str], TxOrderer], value: Ordered
+) -> list[Unit]:
+    """``value`` through the ordering stage of its source (made on first use): the units it
+    releases. ``orderers`` is the stage's state, one :class:`TxOrderer` per source."""
+    source = source_of(value)
+    orderer = orderers.get(source)
+    if orderer is None:
+        orderer = orderers[source] = new_orderer(source)
+    return orderer.feed(value)
+
+
+def advance(applied: dict[str, int], covers: Iterable[tuple[str, int]]) -> None:
+    """Per input partition, the highest offset applied, after a unit covering ``covers``."""
+    for key, offset in covers:
+        if offset > applied.get(key, -1):
+            applied[key] = offset
+
+
 def partition_key(topic: str | None, partition: int | None) -> str:
     return f"{topic}:{partition or 0}"
 

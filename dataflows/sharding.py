@@ -49,8 +49,8 @@ from dataflows.billing.shards import merge_shards
 from dataflows.billing.target import Delta
 from dataflows.emissions import Emission, Progress
 from dataflows.journal import MIN_CHANGES, Compaction, Journal, Journaled, replay
-from dataflows.logic import REEVALUATION, RESYNC, Output, emissions
-from dataflows.ordering import Ordered, TxOrderer, Unit, orderer_factory, source_of
+from dataflows.logic import REEVALUATION, RESYNC, Output, emissions, marks_of, unit_emissions
+from dataflows.ordering import Ordered, TxOrderer, Unit, advance, feed, orderer_factory
 from dataflows.placement import worker_of
 from dataflows.progress import PROGRESS
 from dataflows.snapshots import SegmentStore, dumps, loads
@@ -103,19 +103,18 @@ class UnitMarks:
 
     @classmethod
     def of(cls, unit: Unit) -> UnitMarks:
-        marks = tuple((str(c.position), c.source_ts) for c in unit.changes)
-        return cls(marks, unit.letters, unit.covers)
+        return cls(marks_of(unit.changes), unit.letters, unit.covers)
 
 
 @dataclass(frozen=True, slots=True)
 class Bundle:
     """A shard's answer to one :class:`Numbered`: its deltas (per delta of the unit) and the
-    latest closed period after each; shard 0 also carries what the merge emits once."""
+    latest closed period before the unit; shard 0 also carries what the merge emits once."""
 
     seq: int
     shard: int
     deltas: tuple[Delta, ...] = ()
-    closed: tuple[str | None, ...] = ()
+    closed: str | None = None
     unit: UnitMarks | None = None  # shard 0 only
     start: tuple[Delta, Delta, Delta] | None = None  # start token: resync, touched, re-evaluated
     covers: tuple[tuple[str, int], ...] | None = None  # start token, shard 0: as Numbered
@@ -174,9 +173,7 @@ class SequencerLogic(StatefulLogic[Ordered, tuple[str, Numbered], bytes]):
             for i in range(self._shards)
         ]
         if unit is not None:
-            for key, offset in unit.covers:
-                if offset > self._applied.get(key, -1):
-                    self._applied[key] = offset
+            advance(self._applied, unit.covers)
         if barrier:
             self._waiting = (self._execution, self._seq)
         return out
@@ -199,11 +196,7 @@ class SequencerLogic(StatefulLogic[Ordered, tuple[str, Numbered], bytes]):
 
     def on_item(self, value: Ordered) -> tuple[Iterable[tuple[str, Numbered]], bool]:
         out, self._pending = self._pending, []
-        source = source_of(value)
-        orderer = self._orderers.get(source)
-        if orderer is None:
-            orderer = self._orderers[source] = self._new_orderer(source)
-        self._held.extend(orderer.feed(value))
+        self._held.extend(feed(self._orderers, self._new_orderer, value))
         if self._exchanged():
             self._release(out)
         return out, StatefulLogic.RETAIN
@@ -260,11 +253,17 @@ class ShardLogic(StatefulLogic[Numbered, Bundle, bytes]):
         if resume is not None:
             self._resume(resume)
 
-    def _open(self, shard: int, ref: Journaled | None = None) -> SegmentStore:
+    def _open(self, shard: int) -> SegmentStore:
+        """Shard ``shard``'s directory of base and journal files."""
         store = self._store = SegmentStore(self._segment_dir / f"shard-{shard}")
-        self._journal = Journal(store, retain_s=self._retain_s, min_changes=self._min_changes,
-                                ref=ref, compaction=self._compaction)  # fmt: skip
         return store
+
+    def _new_journal(self, ref: Journaled | None = None) -> Journal:
+        assert self._store is not None
+        self._journal = Journal(self._store, retain_s=self._retain_s,
+                                min_changes=self._min_changes, ref=ref,
+                                compaction=self._compaction)  # fmt: skip
+        return self._journal
 
     def _resume(self, blob: bytes) -> None:
         shard, nested = pickle.loads(blob)  # noqa: S301  # our own snapshot bytes
@@ -273,19 +272,19 @@ class ShardLogic(StatefulLogic[Numbered, Bundle, bytes]):
         assert isinstance(ref, Journaled)
         rebuilt = replay(ref, store)
         engine = self._engine = rebuilt.engine
-        self._open(shard, ref)
-        assert self._journal is not None
+        journal = self._new_journal(ref)
         if rebuilt.periods:
-            self._journal.compact_next()
+            journal.compact_next()
         reevaluated = Delta()
         if engine.fingerprint != self._mappings.fingerprint:
-            self._journal.compact_next()
+            journal.compact_next()
             reevaluated = engine.with_mappings(self._mappings)
         self._start = (engine.current(), rebuilt.touched, reevaluated)
 
     def _engine_for(self, shard: int) -> BillingEngine:
         if self._engine is None:  # a fresh shard: its first item says which one it is
             self._open(shard)
+            self._new_journal()
             self._engine = BillingEngine(self._mappings, shard=(shard, self._shards))
         return self._engine
 
@@ -295,30 +294,22 @@ class ShardLogic(StatefulLogic[Numbered, Bundle, bytes]):
         self._import_finals(engine)
         if value.unit is None:  # the start token
             start, self._start = self._start, (Delta(), Delta(), Delta())
-            bundle = Bundle(value.seq, value.shard, closed=(engine.closed_through,),
+            bundle = Bundle(value.seq, value.shard, closed=engine.closed_through,
                             start=start, covers=value.covers)  # fmt: skip
             return [bundle], StatefulLogic.RETAIN
         unit = value.unit
         since = engine.finals.next_seq
-        closed_before = engine.closed_through
+        closed = engine.closed_through
         deltas = engine.apply_unit(unit.changes)
         assert self._journal is not None
         self._journal.record(unit.changes, deltas)
-        closed = [engine.closed_through] * len(deltas)  # one delta: after it (as
-        # BillingLogic._apply); none for a unit of no change (a dead letter's)
-        if len(deltas) > 1:  # closes and reopens: each at its own point
-            closed, at = [], closed_before
-            for delta in deltas:
-                if delta.period is not None:
-                    at = delta.period.closed_through
-                closed.append(at)
         if value.barrier:
             made = engine.own_segments(since)
             name = exchange_name(value.execution, value.seq, value.shard)
             blob = pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL)
             self._exchange.write(name, lambda fh: fh.write(blob))
             self._import = (value.execution, value.seq)
-        bundle = Bundle(value.seq, value.shard, tuple(deltas), tuple(closed),
+        bundle = Bundle(value.seq, value.shard, tuple(deltas), closed,
                         unit=UnitMarks.of(unit) if value.shard == 0 else None)  # fmt: skip
         return [bundle], StatefulLogic.RETAIN
 
@@ -390,7 +381,7 @@ class MergeLogic(StatefulLogic[Bundle, Output, bytes]):
             if first.covers is None:  # a fresh run: nothing to resync
                 out.append(Progress((), resumed=True))
                 return
-            closed = first.closed[0]
+            closed = first.closed
             resync, touched, reevaluated = (
                 merge_shards([b.start[k] for b in bundles if b.start is not None]) for k in range(3)
             )
@@ -405,14 +396,7 @@ class MergeLogic(StatefulLogic[Bundle, Output, bytes]):
         unit = first.unit
         assert unit is not None
         merged = [merge_shards(ds) for ds in zip(*(b.deltas for b in bundles), strict=True)]
-        if len(merged) == 1:
-            position, source_ts = unit.marks[-1]
-            out += emissions(merged[0], position, source_ts, first.closed[0])
-        else:
-            for (position, source_ts), delta, closed in zip(
-                unit.marks, merged, first.closed, strict=True
-            ):
-                out += emissions(delta, position, source_ts, closed)
+        out += unit_emissions(merged, unit.marks, first.closed)
         out += unit.letters
         out.append(Progress(unit.covers))
 
@@ -420,13 +404,13 @@ class MergeLogic(StatefulLogic[Bundle, Output, bytes]):
         return pickle.dumps(self.waiting, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def exchange_dir(segment_dir: Path | None) -> Path:
-    """Where shards exchange final segments: beside the recovery store's segments (shared by
-    every process of the cluster), or a temporary directory for a flow without one (one
-    process only)."""
+def shards_dir(segment_dir: Path | None) -> Path:
+    """Where the shards keep their files (``shard-<i>/``) and exchange final segments
+    (``exchange/``): the recovery store's segment directory (shared by every process of the
+    cluster), or a temporary directory for a flow without one (one process only)."""
     if segment_dir is not None:
-        return segment_dir / "exchange"
-    return Path(tempfile.mkdtemp(prefix="billsync-exchange-"))
+        return segment_dir
+    return Path(tempfile.mkdtemp(prefix="billsync-shards-"))
 
 
 def check_layout(segment_dir: Path, shards: int) -> None:
@@ -460,6 +444,6 @@ __all__ = [
     "SequencerLogic",
     "ShardLogic",
     "check_layout",
-    "exchange_dir",
     "shard_key",
+    "shards_dir",
 ]

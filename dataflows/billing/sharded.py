@@ -10,6 +10,7 @@ per shard.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from billsync.change import Change
@@ -24,6 +25,9 @@ class ShardedEngine:
 
     def __init__(self, mappings: Mappings, shards: int) -> None:
         self.engines = [BillingEngine(mappings, shard=(i, shards)) for i in range(shards)]
+        # per shard, the seconds its engine spent (applying, importing): what a worker of its
+        # own would spend; the merge is not a shard's work
+        self.spent = [0.0] * shards
 
     def apply(self, change: Change) -> Delta:
         return self.apply_unit([change])[0]
@@ -32,24 +36,24 @@ class ShardedEngine:
         """One source transaction on every shard; per delta position, the merged delta."""
         made = []
         per_shard = []
-        for engine in self.engines:
+        spent = self.spent
+        for i, engine in enumerate(self.engines):
+            began = time.perf_counter()
             since = engine.finals.next_seq
             per_shard.append(engine.apply_unit(changes))
             made.append(engine.own_segments(since))
-        for i, engine in enumerate(self.engines):  # what the others' closes made final
-            engine.import_finals([seg for j, segs in enumerate(made) if j != i for seg in segs])
+            spent[i] += time.perf_counter() - began
+        if any(made):  # what the others' closes made final
+            for i, engine in enumerate(self.engines):
+                began = time.perf_counter()
+                engine.import_finals([seg for j, segs in enumerate(made) if j != i for seg in segs])
+                spent[i] += time.perf_counter() - began
         return [merge_shards(ds) for ds in zip(*per_shard, strict=True)]
 
     @property
     def lines(self) -> dict[LineKey, LineTarget]:
-        out: dict[LineKey, LineTarget] = {}
-        for engine in self.engines:
-            out.update(engine.lines)
-        return out
+        return {k: t for engine in self.engines for k, t in engine.lines.items()}
 
     @property
     def schedule(self) -> dict[str, ScheduleLine]:
-        out: dict[str, ScheduleLine] = {}
-        for engine in self.engines:
-            out.update(engine.schedule)
-        return out
+        return {k: s for engine in self.engines for k, s in engine.schedule.items()}

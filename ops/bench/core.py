@@ -203,23 +203,13 @@ def _engines(encoder: Encoder, records: list[Framed], counts: tuple[int, ...]) -
         one.apply_unit((c,))
     out = [Pass("engine only, one key", len(records), time.perf_counter() - began, len(one.lines))]
     for n in counts:
-        engines = ShardedEngine(mappings, n).engines
-        spent = [0.0] * n
+        many = ShardedEngine(mappings, n)
         for c in changes:
-            made = []
-            for i, engine in enumerate(engines):
-                t = time.perf_counter()
-                since = engine.finals.next_seq
-                engine.apply_unit((c,))
-                made.append(engine.own_segments(since))
-                spent[i] += time.perf_counter() - t
-            if any(made):
-                for i, engine in enumerate(engines):
-                    t = time.perf_counter()
-                    engine.import_finals([g for j, m in enumerate(made) if j != i for g in m])
-                    spent[i] += time.perf_counter() - t
-        lines = sum(len(e.lines) for e in engines)
-        out.append(Pass(f"engine only, slowest of {n} shards", len(records), max(spent), lines))
+            many.apply_unit((c,))
+        slowest = max(many.spent)
+        out.append(
+            Pass(f"engine only, slowest of {n} shards", len(records), slowest, len(many.lines))
+        )
     return out
 
 

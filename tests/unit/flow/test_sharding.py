@@ -114,7 +114,7 @@ def test_the_merge_releases_units_in_order_once_every_shard_answered() -> None:
 
     def bundle(seq: int, shard: int) -> Bundle:
         marks = UnitMarks.of(unit) if shard == 0 else None
-        return Bundle(seq, shard, (Delta(),), (None,), unit=marks)
+        return Bundle(seq, shard, (Delta(),), None, unit=marks)
 
     assert list(merge.on_item(bundle(2, 1))[0]) == []
     assert list(merge.on_item(bundle(3, 1))[0]) == []
